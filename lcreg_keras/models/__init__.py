@@ -1,0 +1,5 @@
+"""LCReg models."""
+
+from lcreg_keras.models.lcreg_model import LCRegModel
+
+__all__ = ["LCRegModel"]

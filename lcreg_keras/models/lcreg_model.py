@@ -1,0 +1,436 @@
+"""LCRegModel: a classifier that learns from latent categories (LCReg Sec. 3, Eq. 1-7)."""
+
+import threading
+import warnings
+
+import keras
+from keras import ops
+
+from lcreg_keras.layers.latent_covariance import LatentCovariance
+from lcreg_keras.layers.latent_pool import LatentPool
+from lcreg_keras.layers.latent_reconstruction import LatentReconstruction
+from lcreg_keras.losses.classification import SoftmaxCrossentropy
+from lcreg_keras.losses.isda import latent_isda_loss
+from lcreg_keras.models.diagnostics import latent_usage
+
+FUSIONS = ("residual", "replace", "none")
+
+# The per-step terms reported as metrics, in the order they appear in `fit` logs.
+TERMS = (
+    "loss_cls",
+    "loss_aug",
+    "loss_recon",
+    "isda_lambda",
+    "latents_in_use",
+    "top_latent_share",
+    "mean_max_weight",
+    "saturated_fraction",
+)
+
+
+@keras.saving.register_keras_serializable(package="lcreg_keras")
+class LCRegModel(keras.Model):
+    """An image classifier with LCReg's latent categories.
+
+    Forward pass (channels last; `f: (B, H, W, D)` is the backbone's last
+    feature map):
+
+    ```
+    f               = backbone(x)
+    Z, S, E         = LatentPool(f)                    # Eq. 1
+    S_hat, f_hat    = LatentReconstruction(S, E)       # Eq. 2-3
+    logits          = Dense(C)(GAP(f + f_hat))         # fusion="residual"
+    ```
+
+    The model's output is the class logits only. During training the loss is
+    Eq. 7, `gamma * L_cls + alpha * L_aug + beta * L_recon`, where `L_cls` is
+    the compiled loss (when `compile` gets no loss: `SoftmaxCrossentropy`,
+    which takes integer or mixup soft labels), `L_recon` is Eq. 4 and `L_aug` is the latent ISDA loss
+    of Eq. 6 on the M latent classes: samples are the latent vectors `f'_m`
+    with label `m`, logits `E[:, :M]`, class weights the first M columns of the
+    projection kernel, and a per-latent covariance (`LatentCovariance`)
+    updated online each training step. The ISDA strength ramps as
+    `lambda = isda_lambda0 * t / T` with `t` the model's own step counter (a
+    variable, so it survives checkpoints and works in JAX's stateless step)
+    and `T = total_steps`, or `epochs * steps_per_epoch` taken from `fit`.
+
+    Where the training step lives: Keras 3 writes `train_step` once per
+    backend; this model keeps ONE implementation of the LCReg logic for all of
+    them. `call(training=True)` computes the auxiliary terms, updates the
+    covariance state and the step counter (non-trainable variables, updated
+    like BatchNorm statistics, so TensorFlow, JAX's stateless step and PyTorch
+    all carry them), and hands the terms to `compute_loss`, which every
+    backend's `train_step` calls. `compute_loss` adds them to the compiled
+    loss, adds the coupled weight decay, and updates the per-term metrics
+    (`loss_cls`, `loss_aug`, `loss_recon`, `isda_lambda` and the latent-usage
+    diagnostics of spec Sec. 9: `latents_in_use`, `top_latent_share`,
+    `mean_max_weight`, `saturated_fraction`), which `fit` shows in its logs.
+    `evaluate` (also `fit`'s validation) reports them on its data too, without
+    touching any state.
+
+    Args:
+        backbone: a `keras.Model` (or layer) mapping images to a feature map
+            `(B, H, W, D)`; see `lcreg_keras.backbones`.
+        num_classes: int >= 2, the number of classes C.
+        num_latents: int, the number M of latent categories, `2 <= M <= D`.
+        alpha: weight of `L_aug` in Eq. 7 (paper: 0.1).
+        beta: weight of `L_recon` in Eq. 7 (paper: 0.1).
+        gamma: weight of `L_cls` in Eq. 7 (paper: 1.0).
+        isda_lambda0: the final ISDA strength `lambda_0` (ISDA's CIFAR 0.5).
+        covariance: `"full"` or `"diagonal"` latent covariance.
+        fusion: how the reconstruction enters the prediction:
+            `"residual"` classifies `GAP(f + f_hat)`, `"replace"` classifies
+            `GAP(f_hat)`, `"none"` classifies `GAP(f)` (latents then act only
+            through the auxiliary losses).
+        latent: bool; False gives the plain baseline (backbone, GAP, Dense)
+            with the same training step (mixup, weight decay).
+        latent_aug: bool, whether `L_aug` is trained (Table 4 ablation).
+        latent_recon: bool, whether `L_recon` is trained (Table 4 ablation).
+        temperature: softmax temperature of Eq. 2.
+        similarity, logit_scale, cosine_scale: see `LatentPool`.
+        recon_scale: scale of the correlation matrix in Eq. 4 (`None`:
+            `1/sqrt(D)`).
+        total_steps: `T` of the lambda ramp; `None` lets `fit` set it.
+        mixup_alpha: > 0 mixes each training batch inside the step (mixup,
+            `Beta(alpha, alpha)` per batch, a random partner permutation) and
+            trains `L_cls` on the mixed soft labels. Leave 0 when the input
+            pipeline already mixes.
+        weight_decay: coupled (PyTorch-style) weight decay: adds
+            `weight_decay / 2 * sum(w ** 2)` over all trainable weights to the
+            loss, so `weight_decay * w` joins the gradient before momentum, as
+            in MiSLAS.
+        seed: seed of the in-step mixup.
+        **kwargs: standard `keras.Model` arguments.
+
+    Example:
+
+    >>> from lcreg_keras.backbones import resnet32
+    >>> model = LCRegModel(resnet32((28, 28, 1)), num_classes=10, num_latents=40)
+    >>> model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    >>> model.fit(x_train, y_train, epochs=2, batch_size=128)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        backbone,
+        num_classes,
+        num_latents=40,
+        alpha=0.1,
+        beta=0.1,
+        gamma=1.0,
+        isda_lambda0=0.5,
+        covariance="full",
+        fusion="residual",
+        latent=True,
+        latent_aug=True,
+        latent_recon=True,
+        temperature=1.0,
+        similarity="dot",
+        logit_scale=None,
+        cosine_scale=10.0,
+        recon_scale=None,
+        total_steps=None,
+        mixup_alpha=0.0,
+        weight_decay=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(
+                f"`num_classes` must be an integer >= 2. Received: {num_classes}"
+            )
+        if fusion not in FUSIONS:
+            raise ValueError(f"`fusion` must be one of {FUSIONS}. Received: {fusion!r}")
+        for name, value in (
+            ("alpha", alpha),
+            ("beta", beta),
+            ("gamma", gamma),
+            ("isda_lambda0", isda_lambda0),
+            ("mixup_alpha", mixup_alpha),
+            ("weight_decay", weight_decay),
+        ):
+            if not value >= 0:
+                raise ValueError(f"`{name}` must be >= 0. Received: {name}={value}")
+        if total_steps is not None and not total_steps > 0:
+            raise ValueError(f"`total_steps` must be positive. Received: {total_steps}")
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.num_latents = num_latents
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.gamma = float(gamma)
+        self.isda_lambda0 = float(isda_lambda0)
+        self.covariance_mode = covariance
+        self.fusion = fusion
+        self.latent = bool(latent)
+        self.latent_aug = bool(latent_aug)
+        self.latent_recon = bool(latent_recon)
+        self.temperature = temperature
+        self.similarity = similarity
+        self.logit_scale = logit_scale
+        self.cosine_scale = cosine_scale
+        self.recon_scale = recon_scale
+        self.total_steps = total_steps
+        self.mixup_alpha = float(mixup_alpha)
+        self.weight_decay = float(weight_decay)
+        self.seed = seed
+
+        if self.latent:
+            self.latent_pool = LatentPool(
+                num_latents,
+                similarity=similarity,
+                logit_scale=logit_scale,
+                cosine_scale=cosine_scale,
+                name="latent_pool",
+            )
+            self.reconstruction = LatentReconstruction(
+                temperature=temperature, loss_scale=recon_scale, name="reconstruction"
+            )
+            self.latent_covariance = LatentCovariance(
+                num_latents, mode=covariance, name="latent_covariance"
+            )
+        self.pooling = keras.layers.GlobalAveragePooling2D(name="gap")
+        self.classifier = keras.layers.Dense(num_classes, name="classifier")
+        self.mixup_seed = keras.random.SeedGenerator(seed, name="mixup_seed")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in TERMS}
+        # Terms handed from `call` to `compute_loss` of the same step; one slot
+        # per thread, since MirroredStrategy traces replicas in threads.
+        self._handoff = threading.local()
+        self._aux_in_eval = False
+        self._pending_total_steps = None
+        self._default_loss = SoftmaxCrossentropy()
+
+    # ------------------------------------------------------------------ build
+    def build(self, input_shape):
+        if not self.backbone.built:
+            self.backbone.build(input_shape)
+        feature_shape = tuple(self.backbone.compute_output_shape(input_shape))
+        if len(feature_shape) != 4:
+            raise ValueError(
+                "`backbone` must return a feature map (B, H, W, D); it returns "
+                f"shape {feature_shape}. Use a backbone without pooling."
+            )
+        dim = feature_shape[-1]
+        if self.latent:
+            self.latent_pool.build(feature_shape)
+            self.latent_covariance.build((self.num_latents, dim))
+        self.classifier.build((None, dim))
+        state = dict(trainable=False, aggregation="only_first_replica")
+        self.lcreg_step = self.add_weight(
+            shape=(), initializer="zeros", dtype="int32", name="lcreg_step", **state
+        )
+        self.lcreg_total_steps = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(
+                float(self.total_steps or self._pending_total_steps or 0)
+            ),
+            dtype="float32",
+            name="lcreg_total_steps",
+            **state,
+        )
+        self.built = True
+
+    # ---------------------------------------------------------------- forward
+    def call(self, inputs, training=False):
+        mix = None
+        x = inputs
+        if training and self.mixup_alpha > 0:
+            x, mix = self._mixup(x)
+        features = self.backbone(x, training=training)
+        terms = {}
+        fused = features
+        if self.latent:
+            fused, terms = self._latent_branch(features, training)
+        logits = ops.cast(self.classifier(self.pooling(fused)), "float32")
+        self._handoff.terms = terms
+        self._handoff.mix = mix
+        return logits
+
+    def _latent_branch(self, features, training):
+        want_terms = training or self._aux_in_eval
+        want_recon = want_terms and (self.latent_recon or not training)
+        z, s, encoded = self.latent_pool(features)
+        recon = self.reconstruction(
+            s, encoded, features=features if want_recon else None
+        )
+        f_hat = ops.cast(recon["reconstruction"], features.dtype)
+        fused = {"residual": features + f_hat, "replace": f_hat, "none": features}
+        fused = fused[self.fusion]
+        if not want_terms:
+            return fused, {}
+        terms = latent_usage(z, s, recon["weights"])
+        if want_recon:
+            terms["loss_recon"] = recon["loss"]
+        if training:
+            self.lcreg_step.assign_add(ops.ones((), "int32"))
+        lam = self.isda_lambda()
+        terms["isda_lambda"] = lam
+        if self.latent_aug or not training:
+            terms["loss_aug"] = self._latent_aug_loss(encoded, lam, training)
+        return fused, terms
+
+    def _latent_aug_loss(self, encoded, lam, training):
+        """Eq. 5-6 on the M latent classes, updating their covariance."""
+        labels = ops.arange(self.num_latents, dtype="int32")
+        covariance = self.latent_covariance(
+            self.latent_pool.latents, labels, training=training
+        )
+        return latent_isda_loss(
+            self.latent_pool.latent_class_logits(encoded),
+            labels,
+            self.latent_pool.latent_class_weights(),
+            covariance,
+            lam,
+        )
+
+    def isda_lambda(self):
+        """`lambda_0 * min(t / T, 1)`; `lambda_0` when `T` is unknown."""
+        step = ops.cast(self.lcreg_step, "float32")
+        total = ops.convert_to_tensor(self.lcreg_total_steps)
+        ramp = ops.where(total > 0, ops.minimum(step / ops.maximum(total, 1.0), 1.0), 1.0)
+        return self.isda_lambda0 * ramp
+
+    def _mixup(self, x):
+        batch = ops.shape(x)[0]
+        lam = keras.random.beta(
+            (), self.mixup_alpha, self.mixup_alpha, seed=self.mixup_seed
+        )
+        order = ops.argsort(keras.random.uniform((batch,), seed=self.mixup_seed))
+        lam_x = ops.cast(lam, x.dtype)
+        return lam_x * x + (1 - lam_x) * ops.take(x, order, axis=0), (lam, order)
+
+    # ------------------------------------------------------------------- loss
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        terms = getattr(self._handoff, "terms", None) or {}
+        mix = getattr(self._handoff, "mix", None)
+        self._handoff.terms = self._handoff.mix = None
+        if mix is not None and y is not None:
+            lam, order = mix
+            soft = y
+            if len(y.shape) < 2 or y.shape[-1] == 1:
+                soft = ops.one_hot(ops.reshape(y, (-1,)), self.num_classes)
+            soft = ops.cast(soft, "float32")
+            y = lam * soft + (1 - lam) * ops.take(soft, order, axis=0)
+        if getattr(self, "loss", None) is None:
+            # Compiled without a loss: L_cls is softmax cross-entropy on
+            # integer or soft labels; `add_loss` terms still count.
+            loss_cls = self._default_loss(y, y_pred, sample_weight)
+            extra = [ops.sum(ops.cast(v, "float32")) for v in self.losses]
+            total = self.gamma * loss_cls + (ops.sum(ops.stack(extra)) if extra else 0.0)
+        else:
+            loss_cls = super().compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+            )
+            total = self.gamma * loss_cls
+        if training and self.latent:
+            if self.latent_aug:
+                total = total + self.alpha * terms["loss_aug"]
+            if self.latent_recon:
+                total = total + self.beta * terms["loss_recon"]
+        if training and self.weight_decay > 0:
+            squares = [ops.sum(ops.square(ops.cast(w, "float32"))) for w in self.trainable_weights]
+            total = total + 0.5 * self.weight_decay * ops.sum(ops.stack(squares))
+        self.trackers["loss_cls"].update_state(loss_cls)
+        for name, value in terms.items():
+            self.trackers[name].update_state(value)
+        return total
+
+    @property
+    def metrics(self):
+        # Per-term trackers that never saw a value (e.g. `loss_aug` in the
+        # plain baseline) are left out so the logs show only real numbers.
+        names = set(TERMS) - set(self._reported_terms())
+        return [m for m in super().metrics if m.name not in names]
+
+    def _reported_terms(self):
+        if not self.latent:
+            return ("loss_cls",)
+        return TERMS
+
+    # --------------------------------------------------------- fit / evaluate
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, steps_per_epoch=None, **kwargs):
+        if self.latent and self.total_steps is None:
+            steps = steps_per_epoch or _infer_steps(x, batch_size)
+            if steps:
+                self.set_total_steps(int(epochs) * int(steps))
+            elif not self._total_steps_known():
+                warnings.warn(
+                    "LCRegModel could not infer the number of training steps "
+                    "(pass `steps_per_epoch` or set `total_steps`): the ISDA "
+                    f"strength stays at lambda_0={self.isda_lambda0} without a ramp."
+                )
+        return super().fit(
+            x, y, batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            **kwargs,
+        )
+
+    def set_total_steps(self, total_steps):
+        """Sets `T` of the ISDA ramp (a variable: no retrace needed)."""
+        if not total_steps > 0:
+            raise ValueError(f"`total_steps` must be positive. Received: {total_steps}")
+        if self.built:
+            self.lcreg_total_steps.assign(float(total_steps))
+        else:
+            self._pending_total_steps = float(total_steps)
+
+    def _total_steps_known(self):
+        if self.built:
+            return float(ops.convert_to_numpy(self.lcreg_total_steps)) > 0
+        return bool(self._pending_total_steps)
+
+    def evaluate(self, *args, **kwargs):
+        previous, self._aux_in_eval = self._aux_in_eval, True
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self._aux_in_eval = previous
+
+    # ---------------------------------------------------------- serialization
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "backbone": keras.saving.serialize_keras_object(self.backbone),
+                "num_classes": self.num_classes,
+                "num_latents": self.num_latents,
+                "alpha": self.alpha,
+                "beta": self.beta,
+                "gamma": self.gamma,
+                "isda_lambda0": self.isda_lambda0,
+                "covariance": self.covariance_mode,
+                "fusion": self.fusion,
+                "latent": self.latent,
+                "latent_aug": self.latent_aug,
+                "latent_recon": self.latent_recon,
+                "temperature": self.temperature,
+                "similarity": self.similarity,
+                "logit_scale": self.logit_scale,
+                "cosine_scale": self.cosine_scale,
+                "recon_scale": self.recon_scale,
+                "total_steps": self.total_steps,
+                "mixup_alpha": self.mixup_alpha,
+                "weight_decay": self.weight_decay,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+def _infer_steps(x, batch_size):
+    """Steps per epoch of `fit`'s input when it can be known up front."""
+    cardinality = getattr(x, "cardinality", None)
+    if callable(cardinality):  # tf.data.Dataset
+        n = int(cardinality())
+        return n if n > 0 else None
+    if hasattr(x, "__len__") and not isinstance(x, (dict, list, tuple)):
+        if hasattr(x, "shape"):  # arrays: Keras batches them
+            return -(-int(x.shape[0]) // int(batch_size or 32))
+        return len(x)  # PyDataset, torch DataLoader
+    return None
