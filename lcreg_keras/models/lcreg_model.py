@@ -249,7 +249,7 @@ class LCRegModel(keras.Model):
 
     def _latent_branch(self, features, training):
         want_terms = training or self._aux_in_eval
-        want_recon = want_terms and (self.latent_recon or not training)
+        want_recon = want_terms and self.latent_recon
         z, s, encoded = self.latent_pool(features)
         recon = self.reconstruction(
             s, encoded, features=features if want_recon else None
@@ -264,9 +264,9 @@ class LCRegModel(keras.Model):
             terms["loss_recon"] = recon["loss"]
         if training:
             self.lcreg_step.assign_add(ops.ones((), "int32"))
-        lam = self.isda_lambda()
-        terms["isda_lambda"] = lam
-        if self.latent_aug or not training:
+        if self.latent_aug:
+            lam = self.isda_lambda()
+            terms["isda_lambda"] = lam
             terms["loss_aug"] = self._latent_aug_loss(encoded, lam, training)
         return fused, terms
 
@@ -306,7 +306,8 @@ class LCRegModel(keras.Model):
         mix = getattr(self._handoff, "mix", None)
         self._handoff.terms = self._handoff.mix = None
         if mix is not None and y is not None:
-            lam, order = mix
+            lam = ops.cast(mix[0], "float32")
+            order = ops.convert_to_tensor(mix[1])
             soft = y
             if len(y.shape) < 2 or y.shape[-1] == 1:
                 soft = ops.one_hot(ops.reshape(y, (-1,)), self.num_classes)
@@ -346,10 +347,18 @@ class LCRegModel(keras.Model):
     def _reported_terms(self):
         if not self.latent:
             return ("loss_cls",)
-        return TERMS
+        off = set()
+        if not self.latent_aug:
+            off |= {"loss_aug", "isda_lambda"}
+        if not self.latent_recon:
+            off.add("loss_recon")
+        return tuple(t for t in TERMS if t not in off)
 
     # --------------------------------------------------------- fit / evaluate
     def fit(self, x=None, y=None, batch_size=None, epochs=1, steps_per_epoch=None, **kwargs):
+        self._check_labels(y)
+        if "validation_data" in kwargs and isinstance(kwargs["validation_data"], tuple):
+            self._check_labels(kwargs["validation_data"][1], "validation_data")
         if self.latent and self.total_steps is None:
             steps = steps_per_epoch or _infer_steps(x, batch_size)
             if steps:
@@ -379,10 +388,25 @@ class LCRegModel(keras.Model):
             return float(ops.convert_to_numpy(self.lcreg_total_steps)) > 0
         return bool(self._pending_total_steps)
 
-    def evaluate(self, *args, **kwargs):
+    def _check_labels(self, y, name="y"):
+        """Integer labels given as arrays must lie in [0, num_classes)."""
+        if y is None or not hasattr(y, "shape") or not hasattr(y, "dtype"):
+            return
+        y = ops.convert_to_numpy(y)
+        if y.dtype.kind in "iu" and y.size:
+            low, high = int(y.min()), int(y.max())
+            if low < 0 or high >= self.num_classes:
+                raise ValueError(
+                    f"`{name}` holds labels in [{low}, {high}] but the model has "
+                    f"num_classes={self.num_classes}: labels must lie in "
+                    f"[0, {self.num_classes})."
+                )
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_labels(y)
         previous, self._aux_in_eval = self._aux_in_eval, True
         try:
-            return super().evaluate(*args, **kwargs)
+            return super().evaluate(x, y, *args, **kwargs)
         finally:
             self._aux_in_eval = previous
 
