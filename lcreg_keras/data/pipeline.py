@@ -1,0 +1,433 @@
+"""tf.data input pipelines for small images (CIFAR, Fashion-MNIST).
+
+The datasets feed `Model.fit` on every Keras backend (Keras accepts a
+`tf.data.Dataset` on JAX and PyTorch too). Images are uint8 arrays of shape
+`(N, H, W)` or `(N, H, W, C)`; batches are float32 `(B, H, W, C)` normalised
+per channel as `(x / 255 - mean) / std`.
+
+Training augmentation is the CIFAR one of MiSLAS (spec Sec. 6): pad 4 pixels
+with zeros (as torchvision's `RandomCrop(32, padding=4)`; reflect padding is
+offered), crop a random `H x W` window back, flip horizontally with
+probability 1/2, then normalise. Padding happens before normalisation, so a
+zero pad is a black pixel.
+
+Determinism: every random choice is a stateless TF op keyed on
+`(seed, epoch, batch)`, and the epoch number is counted by the dataset itself
+(a CPU `tf.Variable` incremented each time an iterator over it starts, e.g.
+once per `fit` epoch). Given `seed`, the n-th pass over a dataset object is
+the same on every run: the order, the crops, the flips and the mixup
+coefficients do not depend on TF's global seed. Each new dataset object
+starts again at epoch 0. The shuffle is an exact per-epoch permutation of
+the whole set (like PyTorch's `RandomSampler`) unless `shuffle_buffer` asks
+for tf.data's buffered shuffle.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+# Stream tags folded into the seed, so the order, augmentation and mixup draw
+# independent numbers.
+_ORDER, _AUGMENT, _MIXUP = 1, 2, 3
+
+
+def _as_nhwc(images, name="images"):
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise ValueError(
+            f"`{name}` must be a uint8 array of shape (N, H, W) or (N, H, W, C). "
+            f"Received dtype {images.dtype}."
+        )
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(
+            f"`{name}` must have shape (N, H, W) or (N, H, W, C). "
+            f"Received shape {images.shape}."
+        )
+    return images
+
+
+def _as_labels(labels, n, num_classes=None):
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != n:
+        raise ValueError(
+            f"`labels` must be a 1-D array with one label per image ({n}). "
+            f"Received shape {labels.shape}."
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"`labels` must hold integer class ids. Received dtype {labels.dtype}."
+        )
+    if labels.size and labels.min() < 0:
+        raise ValueError(
+            f"`labels` must lie in [0, num_classes). Found {labels.min()}."
+        )
+    if num_classes is not None and labels.size and labels.max() >= num_classes:
+        raise ValueError(
+            f"`labels` must lie in [0, num_classes) = [0, {num_classes}). "
+            f"Found {labels.max()}."
+        )
+    return labels.astype(np.int32)
+
+
+def _per_channel(value, channels, name):
+    value = np.asarray(value, np.float32).reshape(-1)
+    if value.size == 1:
+        value = np.repeat(value, channels)
+    if value.size != channels:
+        raise ValueError(
+            f"`{name}` must be a scalar or have one entry per channel "
+            f"({channels}). Received {value.size} entries."
+        )
+    if name == "std" and np.any(value <= 0):
+        raise ValueError(f"`std` must be positive. Received {value.tolist()}.")
+    if np.any(value > 2.0) or (name == "mean" and np.any(value < 0)):
+        raise ValueError(
+            f"`{name}` must be in the [0, 1] pixel scale (e.g. 0.4914, not "
+            f"125.3). Received {value.tolist()}."
+        )
+    return value
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be an int >= 1. Received: {name}={value!r}")
+    return int(value)
+
+
+def _seed_pair(seed):
+    """A shape-(2,) int64 stateless seed from an int or a pair."""
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    if seed.shape.rank == 0:
+        seed = tf.stack([seed, tf.constant(0, tf.int64)])
+    return seed
+
+
+def _fold(seed, *data):
+    for value in data:
+        seed = tf.random.experimental.stateless_fold_in(
+            seed, tf.cast(value, tf.int64)
+        )
+    return seed
+
+
+def _normalize(images, mean, std):
+    images = tf.cast(images, tf.float32) / 255.0
+    return (images - mean) / std
+
+
+def channel_stats(images):
+    """Per-channel mean and standard deviation in the [0, 1] pixel scale.
+
+    Accumulated in float64 over chunks, so CIFAR-sized sets need little
+    memory.
+
+    Args:
+        images: uint8 array `(N, H, W)` or `(N, H, W, C)`.
+
+    Returns:
+        `(mean, std)`, two float32 arrays of shape `(C,)` (`C = 1` for
+        `(N, H, W)` input); `std` is the population standard deviation.
+
+    Example:
+        >>> images = np.full((4, 8, 8, 3), 255, np.uint8)
+        >>> mean, std = channel_stats(images)
+        >>> mean.tolist(), std.tolist()
+        ([1.0, 1.0, 1.0], [0.0, 0.0, 0.0])
+    """
+    images = _as_nhwc(images)
+    channels = images.shape[-1]
+    total = np.zeros(channels)
+    total_sq = np.zeros(channels)
+    count = 0
+    for start in range(0, len(images), 4096):
+        chunk = images[start : start + 4096].reshape(-1, channels).astype(np.float64)
+        total += chunk.sum(axis=0)
+        total_sq += np.square(chunk).sum(axis=0)
+        count += chunk.shape[0]
+    if count == 0:
+        raise ValueError("`images` is empty: no statistics to compute.")
+    mean = total / count
+    var = np.maximum(total_sq / count - np.square(mean), 0.0)
+    return (mean / 255.0).astype(np.float32), (np.sqrt(var) / 255.0).astype(
+        np.float32
+    )
+
+
+def mixup_batch(images, labels_onehot, alpha, seed, return_lam=False):
+    """Mixup of one batch (Zhang et al. 2018), as in MiSLAS stage 1.
+
+    `lam ~ Beta(alpha, alpha)` is drawn once for the batch; sample `i` is mixed
+    with sample `perm[i]` of a random permutation of the batch:
+    `x = lam * x + (1 - lam) * x[perm]`, `y = lam * y + (1 - lam) * y[perm]`.
+    Stateless, so it runs inside any `tf.data` map.
+
+    Args:
+        images: float tensor `(B, ...)`.
+        labels_onehot: float tensor `(B, C)` of one-hot (or soft) labels.
+        alpha: Beta concentration, > 0 (1.0 on CIFAR, 0.2 on the large sets).
+        seed: int, or int tensor of shape `(2,)` (a stateless seed).
+        return_lam: also return `lam` (scalar) and `perm` (`(B,)` int32).
+
+    Returns:
+        `(mixed_images, mixed_labels)` (float32), or
+        `(mixed_images, mixed_labels, lam, perm)` with `return_lam=True`.
+
+    Example:
+        >>> x = tf.random.uniform((8, 32, 32, 3))
+        >>> y = tf.one_hot(tf.range(8) % 10, 10)
+        >>> xm, ym = mixup_batch(x, y, alpha=1.0, seed=0)
+        >>> float(tf.reduce_max(tf.abs(tf.reduce_sum(ym, -1) - 1.0))) < 1e-6
+        True
+    """
+    if isinstance(alpha, (int, float)) and not alpha > 0:
+        raise ValueError(f"`alpha` must be > 0. Received: alpha={alpha!r}")
+    seed = _seed_pair(seed)
+    images = tf.cast(images, tf.float32)
+    labels_onehot = tf.cast(labels_onehot, tf.float32)
+    alpha = tf.cast(alpha, tf.float32)
+    seeds = tf.random.experimental.stateless_split(seed, num=3)
+    g1 = tf.random.stateless_gamma([], seed=seeds[0], alpha=alpha)
+    g2 = tf.random.stateless_gamma([], seed=seeds[1], alpha=alpha)
+    lam = g1 / tf.maximum(g1 + g2, 1e-12)
+    lam = tf.where(g1 + g2 > 0, lam, 0.5)
+    batch = tf.shape(images)[0]
+    perm = tf.argsort(tf.random.stateless_uniform([batch], seed=seeds[2]))
+    perm = tf.cast(perm, tf.int32)
+    mixed_images = lam * images + (1.0 - lam) * tf.gather(images, perm)
+    mixed_labels = lam * labels_onehot + (1.0 - lam) * tf.gather(labels_onehot, perm)
+    if return_lam:
+        return mixed_images, mixed_labels, lam, perm
+    return mixed_images, mixed_labels
+
+
+def _augment_batch(images, seed, pad, flip, pad_mode):
+    """Pad + random crop + random flip of a uint8 batch `(B, H, W, C)`.
+
+    Vectorised: the crop offsets and flips of the whole batch are drawn at
+    once and applied with two batched gathers (rows, then columns with the
+    flip folded in).
+    """
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    seeds = tf.random.experimental.stateless_split(seed, num=3)
+    if pad > 0:
+        paddings = [[0, 0], [pad, pad], [pad, pad], [0, 0]]
+        if pad_mode == "constant":
+            images = tf.pad(images, paddings)
+        else:
+            images = tf.pad(images, paddings, mode=pad_mode.upper())
+        top = tf.random.stateless_uniform(
+            [batch], seed=seeds[0], minval=0, maxval=2 * pad + 1, dtype=tf.int32
+        )
+        left = tf.random.stateless_uniform(
+            [batch], seed=seeds[1], minval=0, maxval=2 * pad + 1, dtype=tf.int32
+        )
+    else:
+        top = tf.zeros([batch], tf.int32)
+        left = tf.zeros([batch], tf.int32)
+    rows = top[:, None] + tf.range(height)[None, :]
+    cols = tf.range(width)[None, :]
+    if flip:
+        flipped = tf.random.stateless_uniform([batch], seed=seeds[2]) < 0.5
+        cols = tf.where(flipped[:, None], width - 1 - cols, cols)
+    cols = left[:, None] + cols
+    images = tf.gather(images, rows, axis=1, batch_dims=1)
+    return tf.gather(images, cols, axis=2, batch_dims=1)
+
+
+def _deterministic(dataset):
+    options = tf.data.Options()
+    options.deterministic = True
+    return dataset.with_options(options)
+
+
+def small_image_train_dataset(
+    images,
+    labels,
+    num_classes,
+    batch_size,
+    mean,
+    std,
+    pad=4,
+    flip=True,
+    mixup_alpha=0.0,
+    seed=0,
+    drop_remainder=True,
+    shuffle_buffer=None,
+    pad_mode="constant",
+):
+    """Shuffled, augmented, normalised training batches of small images.
+
+    Each pass over the dataset is one epoch: a new permutation of the samples
+    (keyed on `(seed, epoch)`), pad + random crop + random flip per image,
+    normalisation, and optionally mixup per batch (keyed on
+    `(seed, epoch, batch)`).
+
+    Args:
+        images: uint8 array `(N, H, W)` or `(N, H, W, C)`; `(N, H, W)` gets a
+            channel axis.
+        labels: 1-D int array of `N` class ids in `[0, num_classes)`.
+        num_classes: number of classes (size of the one-hot with mixup).
+        batch_size: int >= 1.
+        mean: per-channel mean in [0, 1] scale (scalar or `C` values), e.g.
+            from `channel_stats`.
+        std: per-channel std in [0, 1] scale (scalar or `C` values).
+        pad: pixels of padding before the random crop; 0 turns cropping off.
+        flip: random horizontal flip with probability 1/2.
+        mixup_alpha: mixup Beta concentration; 0 turns mixup off.
+        seed: int; the same seed gives the same batches, epoch by epoch.
+        drop_remainder: drop the last partial batch (MiSLAS stage 1 does).
+        shuffle_buffer: `None` (default) shuffles with an exact permutation
+            of all `N` samples each epoch (same as any value >= `N`); `0`
+            keeps the given order; `0 < shuffle_buffer < N` uses `tf.data`'s
+            buffered shuffle of that size (seeded from `seed`; its order then
+            also depends on TF's global seed, `keras.utils.set_random_seed`).
+        pad_mode: `"constant"` (zeros, CIFAR's choice) or `"reflect"`.
+
+    Returns:
+        A `tf.data.Dataset` of `(x, y)`: `x` float32 `(B, H, W, C)`; `y` int32
+        `(B,)`, or with `mixup_alpha > 0` float32 soft labels `(B, C)` that
+        sum to 1.
+
+    Example:
+        >>> x = np.random.randint(0, 256, (100, 32, 32, 3), np.uint8)
+        >>> y = np.arange(100) % 10
+        >>> mean, std = channel_stats(x)
+        >>> ds = small_image_train_dataset(x, y, 10, 32, mean, std)
+        >>> [tuple(t.shape) for t in next(iter(ds))]
+        [(32, 32, 32, 3), (32,)]
+    """
+    images = _as_nhwc(images)
+    n = len(images)
+    num_classes = _check_positive_int(num_classes, "num_classes")
+    labels = _as_labels(labels, n, num_classes)
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    if n == 0:
+        raise ValueError("`images` is empty.")
+    if drop_remainder and n < batch_size:
+        raise ValueError(
+            f"`batch_size` ({batch_size}) is larger than the dataset ({n}) and "
+            "`drop_remainder=True`: no batch would be produced."
+        )
+    channels = images.shape[-1]
+    mean = tf.constant(_per_channel(mean, channels, "mean"))
+    std = tf.constant(_per_channel(std, channels, "std"))
+    if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
+        raise ValueError(f"`pad` must be an int >= 0. Received: pad={pad!r}")
+    pad = int(pad)
+    if pad_mode not in ("constant", "reflect"):
+        raise ValueError(
+            f"`pad_mode` must be 'constant' or 'reflect'. Received: {pad_mode!r}"
+        )
+    if pad_mode == "reflect" and pad >= min(images.shape[1:3]):
+        raise ValueError(
+            f"`pad` ({pad}) must be smaller than the image size for reflect padding."
+        )
+    if not mixup_alpha >= 0:
+        raise ValueError(
+            f"`mixup_alpha` must be >= 0 (0 turns mixup off). "
+            f"Received: mixup_alpha={mixup_alpha!r}"
+        )
+    if shuffle_buffer is not None and (
+        isinstance(shuffle_buffer, bool)
+        or not isinstance(shuffle_buffer, (int, np.integer))
+        or shuffle_buffer < 0
+    ):
+        raise ValueError(
+            "`shuffle_buffer` must be None (full permutation), 0 (no shuffle) "
+            f"or a positive int. Received: shuffle_buffer={shuffle_buffer!r}"
+        )
+    seed = int(seed)
+    base = tf.constant([seed, 0x4C435265], tf.int64)  # "LCRe"
+
+    with tf.device("/CPU:0"):  # tf.data runs on the host
+        images_t = tf.constant(images)
+        labels_t = tf.constant(labels)
+        epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def next_epoch(_):
+        return epoch_counter.assign_add(1) - 1
+
+    buffered = shuffle_buffer is not None and 0 < shuffle_buffer < n
+
+    def one_epoch(epoch):
+        if buffered:  # samples go through the outer buffered shuffle
+            return tf.data.Dataset.range(n).map(lambda i: (epoch, i))
+        if shuffle_buffer == 0:
+            indices = tf.data.Dataset.range(n)
+        else:  # an exact permutation of the whole set, keyed on the epoch
+            order = tf.argsort(
+                tf.random.stateless_uniform([n], seed=_fold(base, _ORDER, epoch))
+            )
+            indices = tf.data.Dataset.from_tensor_slices(tf.cast(order, tf.int64))
+        batches = indices.batch(batch_size, drop_remainder=drop_remainder)
+        return batches.enumerate().map(lambda step, idx: (epoch, step, idx))
+
+    def make_batch(epoch, step, idx):
+        x = tf.gather(images_t, idx)
+        y = tf.gather(labels_t, idx)
+        if pad > 0 or flip:
+            augment_seed = _fold(base, _AUGMENT, epoch, step)
+            x = _augment_batch(x, augment_seed, pad, flip, pad_mode)
+        x = _normalize(x, mean, std)
+        if mixup_alpha > 0:
+            y = tf.one_hot(y, num_classes, dtype=tf.float32)
+            x, y = mixup_batch(x, y, mixup_alpha, _fold(base, _MIXUP, epoch, step))
+        return x, y
+
+    dataset = tf.data.Dataset.range(1).map(next_epoch).flat_map(one_epoch)
+    if buffered:
+        # tf.data reshuffles on every pass; its order also depends on TF's
+        # global seed (documented above).
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        dataset = dataset.enumerate().map(
+            lambda step, pair: (pair[0][0], step, pair[1])
+        )
+    dataset = dataset.map(make_batch, num_parallel_calls=AUTOTUNE)
+    num_batches = n // batch_size if drop_remainder else -(-n // batch_size)
+    # A known length lets `fit` show progress and end epochs without a
+    # "ran out of data" warning.
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
+    dataset = dataset.prefetch(AUTOTUNE)
+    dataset = _deterministic(dataset)
+    # Keep the counter alive with the dataset.
+    dataset._lcreg_epoch_counter = epoch_counter
+    return dataset
+
+
+def small_image_eval_dataset(images, labels, batch_size, mean, std):
+    """Normalised evaluation batches, in order, no augmentation.
+
+    Args:
+        images: uint8 array `(N, H, W)` or `(N, H, W, C)`.
+        labels: 1-D int array of `N` class ids.
+        batch_size: int >= 1; the last partial batch is kept.
+        mean: per-channel mean in [0, 1] scale (scalar or `C` values).
+        std: per-channel std in [0, 1] scale (scalar or `C` values).
+
+    Returns:
+        A `tf.data.Dataset` of `(x, y)`: `x` float32 `(B, H, W, C)`, `y` int32
+        `(B,)`; every sample appears once, in the given order.
+
+    Example:
+        >>> x = np.zeros((10, 28, 28), np.uint8)
+        >>> ds = small_image_eval_dataset(x, np.zeros(10, int), 4, 0.5, 0.5)
+        >>> [int(b[0].shape[0]) for b in ds]
+        [4, 4, 2]
+    """
+    images = _as_nhwc(images)
+    labels = _as_labels(labels, len(images))
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    channels = images.shape[-1]
+    mean = tf.constant(_per_channel(mean, channels, "mean"))
+    std = tf.constant(_per_channel(std, channels, "std"))
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    dataset = dataset.batch(batch_size, drop_remainder=False)
+    dataset = dataset.map(
+        lambda x, y: (_normalize(x, mean, std), y), num_parallel_calls=AUTOTUNE
+    )
+    return _deterministic(dataset.prefetch(AUTOTUNE))
