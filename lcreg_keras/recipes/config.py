@@ -1,0 +1,59 @@
+"""The experiment description every recipe fills in."""
+
+import dataclasses
+from typing import Optional, Tuple
+
+
+@dataclasses.dataclass
+class Config:
+    """One experiment: data, model, stage-one optimisation, evaluation.
+
+    A recipe module returns one of these from `get_config()`; the runner lets
+    absl flags override any field named in `runner.FLAG_FIELDS`.
+    """
+
+    # Data.
+    dataset: str = "fashion_mnist_lt"
+    data_dir: Optional[str] = None
+    imbalance_factor: float = 100.0
+    # Caps on the number of examples (None: all); `--smoke` sets them.
+    max_train_examples: Optional[int] = None
+    max_test_examples: Optional[int] = None
+    # Model.
+    backbone: str = "resnet32"
+    backbone_width: int = 16
+    num_latents: int = 40
+    alpha: float = 0.1
+    beta: float = 0.1
+    gamma: float = 1.0
+    isda_lambda0: float = 0.5
+    covariance: str = "full"
+    fusion: str = "residual"
+    latent: bool = True
+    latent_aug: bool = True
+    latent_recon: bool = True
+    temperature: float = 1.0
+    similarity: str = "dot"
+    # Stage one (MiSLAS): SGD with coupled weight decay, mixup.
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    schedule: str = "warmup_step"  # or "cosine"
+    warmup_epochs: int = 5
+    lr_decay_at: Tuple[float, ...] = (0.8, 0.9)  # fractions of `epochs`
+    lr_decay_factors: Tuple[float, ...] = (0.1, 0.01)
+    mixup_alpha: float = 1.0
+    # Evaluation: "count" (> 100 many, < 20 few) or an index preset name.
+    eval_rule: str = "count"
+    eval_batch_size: int = 512
+    # Run.
+    mixed_precision: Optional[str] = None  # "mixed_bfloat16" | "mixed_float16"
+    seed: int = 0
+    model_dir: str = "runs/default"
+    # What the paper reports for this row (top-1 %), printed beside ours.
+    paper_top1: Optional[float] = None
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,70 @@
+"""The default job end to end: `python -m lcreg_keras.recipes.fashion_mnist_lt --smoke`."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.fakes import fake_fashion_mnist
+
+pytestmark = pytest.mark.multibackend
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_recipe(module, *args, env=None):
+    cmd = [sys.executable, "-m", f"lcreg_keras.recipes.{module}", *args]
+    env = dict(os.environ, **(env or {}))
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_fashion_mnist_lt_smoke_writes_everything(tmp_path):
+    data_dir = tmp_path / "fashion"
+    fake_fashion_mnist(data_dir, n_train=9000, n_test=500, learnable=True)
+    out = tmp_path / "run"
+    stdout = run_recipe(
+        "fashion_mnist_lt", "--smoke", f"--data_dir={data_dir}", f"--model_dir={out}",
+        "--epochs=3", "--verbose=2", "--imbalance_factor=10",
+    )
+    assert f"from {data_dir}" in stdout
+    assert "[index (cifar10)]" in stdout and "[count (many > 100, few < 20)]" in stdout
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")
+    assert metrics["train_examples"] <= 2048 and metrics["test_examples"] == 500
+    split = metrics["splits"]["cifar10"]
+    assert set(split) >= {"overall", "many", "medium", "few", "rule"}
+    # The bands make the classes learnable: well above chance (10 %).
+    assert metrics["top1"] > 0.3, metrics["top1"]
+
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    for column in ("loss", "loss_cls", "loss_aug", "loss_recon", "isda_lambda",
+                   "latents_in_use", "top_latent_share", "learning_rate"):
+        assert column in rows[0], column
+    # lambda ramps up, the learning rate decays (x0.1 at 80 % of 3 epochs).
+    assert float(rows[0]["isda_lambda"]) < float(rows[-1]["isda_lambda"])
+    assert float(rows[-1]["learning_rate"]) < float(rows[0]["learning_rate"])
+    assert (out / "last.keras").exists()
+    events = [f for _, _, files in os.walk(out / "tensorboard") for f in files]
+    assert any(f.startswith("events.out.tfevents") for f in events)
+    # A finished run leaves no backup behind.
+    assert not (out / "backup").exists() or not os.listdir(out / "backup")
+
+
+def test_missing_dataset_says_what_to_install(tmp_path):
+    cmd = [sys.executable, "-c", (
+        "from lcreg_keras.data import fashion_mnist as fm\n"
+        "fm.SEARCH_PATHS = lambda: []\n"
+        f"fm.load_fashion_mnist({str(tmp_path)!r}, allow_download=False)\n"
+    )]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "apt-get install dataset-fashion-mnist" in proc.stderr
+    assert str(tmp_path) in proc.stderr
