@@ -16,6 +16,16 @@ class Config:
     dataset: str = "fashion_mnist_lt"
     data_dir: Optional[str] = None
     imbalance_factor: float = 100.0
+    # List-file datasets (ImageNet-LT, Places-LT): `data_dir` is the image
+    # root; list files are looked up in `data_dir` unless given as paths.
+    train_list: Optional[str] = None
+    val_list: Optional[str] = None
+    test_list: Optional[str] = None
+    path_prefix: str = ""  # prepended to each listed path
+    image_size: int = 224  # random-resized-crop / centre-crop size
+    resize_size: int = 256  # test-time resize before the centre crop
+    color_jitter: float = 0.4
+    skip_bad_images: bool = False  # count and skip unreadable images
     # Caps on the number of examples (None: all); `--smoke` sets them.
     max_train_examples: Optional[int] = None
     max_test_examples: Optional[int] = None

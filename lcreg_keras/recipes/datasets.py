@@ -21,7 +21,16 @@ class Data:
         num_classes: C.
         input_shape: `(H, W, C)` of the model's input.
         steps_per_epoch: training batches per epoch.
+        preprocessing: how raw uint8 images become model inputs, written to
+            `preprocessing.json` for evaluation and export: `input_shape`,
+            per-channel `mean` and `std` in [0, 1] scale (x / 255 - mean) / std,
+            and `resize` (the shorter side before a centre crop to
+            `input_shape`, or None: resize straight to `input_shape`).
+        stage_two_train: class-aware balanced training batches for stage two
+            (no mixup), or None where not built.
+        stage_two_steps: batches per stage-two epoch.
         source: where the data was read from.
+        class_names: optional list of names.
     """
 
     name: str
@@ -32,7 +41,11 @@ class Data:
     num_classes: int
     input_shape: Sequence[int]
     steps_per_epoch: int
+    preprocessing: dict = dataclasses.field(default_factory=dict)
+    stage_two_train: Any = None
+    stage_two_steps: int = 0
     source: Optional[str] = None
+    class_names: Optional[Sequence[str]] = None
 
     def describe(self):
         counts = self.train_counts
@@ -99,6 +112,12 @@ def small_image_data(name, train, test, num_classes, n_max, config, source):
         num_classes=num_classes,
         input_shape=tuple(int(d) for d in shape),
         steps_per_epoch=len(y_train) // config.batch_size,
+        preprocessing={
+            "input_shape": [int(d) for d in shape],
+            "mean": [float(m) for m in np.atleast_1d(mean)],
+            "std": [float(s) for s in np.atleast_1d(std)],
+            "resize": None,
+        },
         source=source,
     )
 

@@ -47,6 +47,12 @@ FLAG_FIELDS = (
     ("backbone", "string", "Backbone name (lcreg_keras.backbones.get_backbone)."),
     ("backbone_width", "integer", "Width of a CIFAR ResNet's first stage."),
     ("eval_rule", "string", "count | an index preset (cifar10, cifar100, ...)."),
+    ("train_list", "string", "Training list file (name in --data_dir, or a path)."),
+    ("val_list", "string", "Validation list file."),
+    ("test_list", "string", "Test list file."),
+    ("path_prefix", "string", "Prefix joined to every listed image path."),
+    ("image_size", "integer", "Training crop / test centre-crop size."),
+    ("skip_bad_images", "bool", "Count and skip unreadable images instead of failing."),
     ("max_train_examples", "integer", "Use at most this many training examples."),
     ("max_test_examples", "integer", "Use at most this many test examples."),
     ("mixed_precision", "string", "mixed_bfloat16 | mixed_float16 (losses stay float32)."),
@@ -217,6 +223,8 @@ def run(config, verbose=None):
         "total_seconds": round(time.time() - start, 1),
         "config": dataclasses.asdict(config),
     }
+    with open(os.path.join(config.model_dir, "preprocessing.json"), "w") as f:
+        json.dump(data.preprocessing, f, indent=2)
     with open(os.path.join(config.model_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2, default=str)
     name = f"{config.dataset} (IF {config.imbalance_factor:g})"
