@@ -6,6 +6,7 @@ import warnings
 import keras
 from keras import ops
 
+from lcreg_keras.layers.classifier import LCRegClassifier
 from lcreg_keras.layers.latent_covariance import LatentCovariance
 from lcreg_keras.layers.latent_pool import LatentPool
 from lcreg_keras.layers.latent_reconstruction import LatentReconstruction
@@ -191,7 +192,7 @@ class LCRegModel(keras.Model):
                 num_latents, mode=covariance, name="latent_covariance"
             )
         self.pooling = keras.layers.GlobalAveragePooling2D(name="gap")
-        self.classifier = keras.layers.Dense(num_classes, name="classifier")
+        self.classifier = LCRegClassifier(num_classes, name="classifier")
         self.mixup_seed = keras.random.SeedGenerator(seed, name="mixup_seed")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in TERMS}
         # Terms handed from `call` to `compute_loss` of the same step; one slot
@@ -249,7 +250,9 @@ class LCRegModel(keras.Model):
 
     def _latent_branch(self, features, training):
         want_terms = training or self._aux_in_eval
-        want_recon = want_terms and self.latent_recon
+        # A frozen pool (stage two) has nothing for L_aug / L_recon to train.
+        train_aux = training and self.latent_pool.trainable
+        want_recon = self.latent_recon and (train_aux or (want_terms and not training))
         z, s, encoded = self.latent_pool(features)
         recon = self.reconstruction(
             s, encoded, features=features if want_recon else None
@@ -262,12 +265,12 @@ class LCRegModel(keras.Model):
         terms = latent_usage(z, s, recon["weights"])
         if want_recon:
             terms["loss_recon"] = recon["loss"]
-        if training:
+        if train_aux:
             self.lcreg_step.assign_add(ops.ones((), "int32"))
-        if self.latent_aug:
+        if self.latent_aug and (train_aux or not training):
             lam = self.isda_lambda()
             terms["isda_lambda"] = lam
-            terms["loss_aug"] = self._latent_aug_loss(encoded, lam, training)
+            terms["loss_aug"] = self._latent_aug_loss(encoded, lam, train_aux)
         return fused, terms
 
     def _latent_aug_loss(self, encoded, lam, training):
@@ -324,18 +327,28 @@ class LCRegModel(keras.Model):
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
             )
             total = self.gamma * loss_cls
-        if training and self.latent:
-            if self.latent_aug:
-                total = total + self.alpha * terms["loss_aug"]
-            if self.latent_recon:
-                total = total + self.beta * terms["loss_recon"]
+        if training and "loss_aug" in terms:
+            total = total + self.alpha * terms["loss_aug"]
+        if training and "loss_recon" in terms:
+            total = total + self.beta * terms["loss_recon"]
         if training and self.weight_decay > 0:
-            squares = [ops.sum(ops.square(ops.cast(w, "float32"))) for w in self.trainable_weights]
-            total = total + 0.5 * self.weight_decay * ops.sum(ops.stack(squares))
+            total = total + self._weight_decay_term()
         self.trackers["loss_cls"].update_state(loss_cls)
         for name, value in terms.items():
             self.trackers[name].update_state(value)
         return total
+
+    def _weight_decay_term(self):
+        """`weight_decay / 2 * sum(m_v * |v|^2)`, `m_v` the variable's gradient scale."""
+        scaled = {id(self.classifier.kernel), id(self.classifier.bias)}
+        factor = self.classifier.gradient_scale
+        squares = [
+            ops.sum(ops.square(ops.cast(w, "float32"))) * (factor if id(w) in scaled else 1.0)
+            for w in self.trainable_weights
+        ]
+        if not squares:
+            return 0.0
+        return 0.5 * self.weight_decay * ops.sum(ops.stack(squares))
 
     @property
     def metrics(self):
@@ -348,9 +361,9 @@ class LCRegModel(keras.Model):
         if not self.latent:
             return ("loss_cls",)
         off = set()
-        if not self.latent_aug:
+        if not self.latent_aug or not self.latent_pool.trainable:
             off |= {"loss_aug", "isda_lambda"}
-        if not self.latent_recon:
+        if not self.latent_recon or not self.latent_pool.trainable:
             off.add("loss_recon")
         return tuple(t for t in TERMS if t not in off)
 

@@ -1,0 +1,133 @@
+"""Decoupled stage two (MiSLAS), the classifier re-balancing LCReg builds on (Sec. 3.4)."""
+
+import numpy as np
+
+import keras
+
+from lcreg_keras.losses import LabelAwareSmoothing
+from lcreg_keras.schedules import WarmupCosine
+
+
+class DecoupledStageTwo:
+    """Switches a trained stage-one `LCRegModel` to stage two and trains it.
+
+    What changes (spec Sec. 5):
+
+    - the backbone and the latent pool are frozen: their weights stay
+      bit-identical. With `shift_bn=True` the backbone's BatchNorm layers
+      keep running in training mode, so their moving statistics re-estimate
+      on the balanced batches while every weight, the affine parameters
+      included, stays fixed (MiSLAS's shifted BN); otherwise BatchNorm runs in
+      inference mode;
+    - the classifier keeps training at `lr * lr_factor` (a gradient scale on
+      its kernel and bias, equal to a per-group learning rate for SGD with
+      momentum), and gets MiSLAS's learnable per-class logit scaling
+      (initialised to ones) trained at `lr`;
+    - the loss is label-aware smoothing (`LabelAwareSmoothing`, concave by
+      default) on integer labels, without mixup; L_aug and L_recon drop out
+      because nothing they could train is trainable;
+    - SGD with momentum, coupled weight decay, cosine decay over `epochs`.
+
+    The input must be class-balanced: build it with the class-aware sampler
+    (`lcreg_keras.data`, `sampler="class_aware"`), as the recipes do.
+
+    This is a plain object, not a `keras.callbacks.Callback`: stage two
+    changes the trainable set, the loss and the dataset, which a callback
+    cannot do inside a running `fit`.
+
+    Args:
+        class_counts: training examples per class (the long-tailed counts).
+        epochs: stage-two epochs (MiSLAS: 10).
+        lr: base learning rate of the logit scaling; the classifier uses
+            `lr * lr_factor`.
+        lr_factor: the classifier's learning-rate factor (spec Sec. 6).
+        eps_head, eps_tail: label-aware smoothing of the largest and the
+            smallest class.
+        smoothing_shape: `"concave"`, `"linear"` or `"convex"`.
+        shift_bn: re-estimate BatchNorm statistics on the balanced batches.
+        weight_decay: coupled weight decay of the trained parameters.
+        momentum: SGD momentum.
+        logit_scaling: add the learnable per-class logit scaling.
+
+    Example:
+
+    >>> stage_two = DecoupledStageTwo(class_counts, lr=0.1, lr_factor=0.5)
+    >>> stage_two.fit(model, balanced_dataset, steps_per_epoch=100)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        class_counts,
+        epochs=10,
+        lr=0.1,
+        lr_factor=0.2,
+        eps_head=0.3,
+        eps_tail=0.0,
+        smoothing_shape="concave",
+        shift_bn=False,
+        weight_decay=5e-4,
+        momentum=0.9,
+        logit_scaling=True,
+    ):
+        counts = np.asarray(class_counts)
+        if counts.ndim != 1 or counts.size < 2 or (counts <= 0).any():
+            raise ValueError(
+                "`class_counts` must be a 1-D array of positive counts, one per class."
+            )
+        if not epochs >= 1:
+            raise ValueError(f"`epochs` must be >= 1. Received: {epochs}")
+        if not lr > 0 or not lr_factor > 0:
+            raise ValueError(f"`lr` and `lr_factor` must be positive. Received: {lr}, {lr_factor}")
+        self.class_counts = counts
+        self.epochs = int(epochs)
+        self.lr = float(lr)
+        self.lr_factor = float(lr_factor)
+        self.eps_head = float(eps_head)
+        self.eps_tail = float(eps_tail)
+        self.smoothing_shape = smoothing_shape
+        self.shift_bn = bool(shift_bn)
+        self.weight_decay = float(weight_decay)
+        self.momentum = float(momentum)
+        self.logit_scaling = bool(logit_scaling)
+        # Built here so that bad smoothing arguments fail before any work.
+        self.loss = LabelAwareSmoothing(
+            counts.tolist(), head=self.eps_head, tail=self.eps_tail, shape=smoothing_shape
+        )
+
+    def apply(self, model, steps_per_epoch):
+        """Freezes, re-heads and re-compiles `model` for stage two; returns it."""
+        if not model.built:
+            raise ValueError("`model` must be a trained (built) LCRegModel.")
+        if len(self.class_counts) != model.num_classes:
+            raise ValueError(
+                f"`class_counts` has {len(self.class_counts)} classes, the model "
+                f"{model.num_classes}."
+            )
+        backbone = model.backbone
+        if self.shift_bn:
+            backbone.trainable = True
+            for variable in backbone.weights:
+                variable.trainable = False
+        else:
+            backbone.trainable = False
+        if model.latent:
+            model.latent_pool.trainable = False
+        if self.logit_scaling:
+            model.classifier.enable_logit_scaling()
+        model.classifier.gradient_scale = self.lr_factor
+        model.mixup_alpha = 0.0
+        model.weight_decay = self.weight_decay
+        schedule = WarmupCosine(self.lr, total_steps=self.epochs * int(steps_per_epoch))
+        model.compile(
+            optimizer=keras.optimizers.SGD(schedule, momentum=self.momentum),
+            loss=self.loss,
+        )
+        return model
+
+    def fit(self, model, dataset, steps_per_epoch, **fit_kwargs):
+        """`apply`, then `model.fit(dataset, epochs=self.epochs, ...)`; returns the History."""
+        self.apply(model, steps_per_epoch)
+        fit_kwargs.setdefault("shuffle", False)
+        return model.fit(
+            dataset, epochs=self.epochs, steps_per_epoch=steps_per_epoch, **fit_kwargs
+        )
