@@ -94,7 +94,7 @@ class DecoupledStageTwo:
             counts.tolist(), head=self.eps_head, tail=self.eps_tail, shape=smoothing_shape
         )
 
-    def apply(self, model, steps_per_epoch):
+    def apply(self, model, steps_per_epoch, metrics=None):
         """Freezes, re-heads and re-compiles `model` for stage two; returns it."""
         if not model.built:
             raise ValueError("`model` must be a trained (built) LCRegModel.")
@@ -121,12 +121,13 @@ class DecoupledStageTwo:
         model.compile(
             optimizer=keras.optimizers.SGD(schedule, momentum=self.momentum),
             loss=self.loss,
+            metrics=metrics,
         )
         return model
 
-    def fit(self, model, dataset, steps_per_epoch, **fit_kwargs):
+    def fit(self, model, dataset, steps_per_epoch, metrics=None, **fit_kwargs):
         """`apply`, then `model.fit(dataset, epochs=self.epochs, ...)`; returns the History."""
-        self.apply(model, steps_per_epoch)
+        self.apply(model, steps_per_epoch, metrics=metrics)
         fit_kwargs.setdefault("shuffle", False)
         return model.fit(
             dataset, epochs=self.epochs, steps_per_epoch=steps_per_epoch, **fit_kwargs

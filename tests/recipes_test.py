@@ -32,7 +32,7 @@ def test_fashion_mnist_lt_smoke_writes_everything(tmp_path):
         "--epochs=3", "--verbose=2", "--imbalance_factor=10",
     )
     assert f"from {data_dir}" in stdout
-    assert "[index (cifar10)]" in stdout and "[count (many > 100, few < 20)]" in stdout
+    assert "[index (cifar10)]" in stdout and "Epoch 3/3" in stdout and "[count (many > 100, few < 20)]" in stdout
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")
@@ -42,7 +42,7 @@ def test_fashion_mnist_lt_smoke_writes_everything(tmp_path):
     # The bands make the classes learnable: well above chance (10 %).
     assert metrics["top1"] > 0.3, metrics["top1"]
 
-    with open(out / "history.csv") as f:
+    with open(out / "stage1" / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3
     for column in ("loss", "loss_cls", "loss_aug", "loss_recon", "isda_lambda",
@@ -51,11 +51,17 @@ def test_fashion_mnist_lt_smoke_writes_everything(tmp_path):
     # lambda ramps up, the learning rate decays (x0.1 at 80 % of 3 epochs).
     assert float(rows[0]["isda_lambda"]) < float(rows[-1]["isda_lambda"])
     assert float(rows[-1]["learning_rate"]) < float(rows[0]["learning_rate"])
-    assert (out / "last.keras").exists()
-    events = [f for _, _, files in os.walk(out / "tensorboard") for f in files]
+    for name in ("model.keras", "preprocessing.json", "stage1/last.keras", "stage1/done.json"):
+        assert (out / name).exists(), name
+    events = [f for _, _, files in os.walk(out / "stage1" / "tensorboard") for f in files]
     assert any(f.startswith("events.out.tfevents") for f in events)
-    # A finished run leaves no backup behind.
-    assert not (out / "backup").exists() or not os.listdir(out / "backup")
+    # A finished run leaves no backup behind, and running it again trains nothing.
+    assert not (out / "stage1" / "backup").exists() or not os.listdir(out / "stage1" / "backup")
+    again = run_recipe(
+        "fashion_mnist_lt", "--smoke", f"--data_dir={data_dir}", f"--model_dir={out}",
+        "--epochs=3", "--verbose=2", "--imbalance_factor=10",
+    )
+    assert "finished earlier" in again and "Epoch 1/" not in again
 
 
 def test_missing_dataset_says_what_to_install(tmp_path):
@@ -68,3 +74,36 @@ def test_missing_dataset_says_what_to_install(tmp_path):
     assert proc.returncode != 0
     assert "apt-get install dataset-fashion-mnist" in proc.stderr
     assert str(tmp_path) in proc.stderr
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_backup(tmp_path):
+    """SIGKILL in the middle of stage one; the same command resumes and finishes."""
+    import signal
+    import time
+
+    data_dir = tmp_path / "fashion"
+    fake_fashion_mnist(data_dir, n_train=9000, n_test=200, learnable=True)
+    out = tmp_path / "run"
+    args = ["--smoke", f"--data_dir={data_dir}", f"--model_dir={out}", "--epochs=6",
+            "--verbose=2", "--imbalance_factor=10"]
+    cmd = [sys.executable, "-m", "lcreg_keras.recipes.fashion_mnist_lt", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    history = out / "stage1" / "history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if history.exists() and len(history.read_text().strip().splitlines()) >= 3:
+            break  # header + two finished epochs
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = len(history.read_text().strip().splitlines()) - 1
+    assert 2 <= killed_at < 6, killed_at
+    assert not (out / "metrics.json").exists()
+
+    stdout = run_recipe("fashion_mnist_lt", *args)
+    assert "Epoch 1/6" not in stdout  # resumed, not restarted
+    with open(history) as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    assert epochs[-1] == 5 and set(range(6)) <= set(epochs)
+    assert json.loads((out / "metrics.json").read_text())["top1"] > 0.3

@@ -46,3 +46,37 @@ class SoftmaxCrossentropy(keras.losses.Loss):
 
     def get_config(self):
         return {"reduction": self.reduction, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="lcreg_keras")
+class Top1Accuracy(keras.metrics.Mean):
+    """Top-1 accuracy for integer labels `(N,)` or soft labels `(N, C)`.
+
+    Soft (mixup) labels count as their argmax. Lowest index wins ties, as in
+    `numpy.argmax`.
+
+    Example:
+
+    >>> m = Top1Accuracy()
+    >>> m.update_state(np.array([0, 1]), np.array([[2.0, 0.0], [3.0, 1.0]]))
+    >>> float(m.result())
+    0.5
+    """
+
+    def __init__(self, name="accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.convert_to_tensor(y_true)
+        if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] != 1:
+            labels = ops.argmax(y_true, axis=-1)
+        else:
+            labels = ops.reshape(y_true, (-1,))
+        hits = ops.cast(
+            ops.equal(ops.cast(labels, "int32"), ops.cast(ops.argmax(y_pred, axis=-1), "int32")),
+            "float32",
+        )
+        return super().update_state(hits, sample_weight=sample_weight)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}

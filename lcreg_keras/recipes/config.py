@@ -55,10 +55,22 @@ class Config:
     lr_decay_at: Tuple[float, ...] = (0.8, 0.9)  # fractions of `epochs`
     lr_decay_factors: Tuple[float, ...] = (0.1, 0.01)
     mixup_alpha: float = 1.0
+    # Stage two (MiSLAS decoupled fine-tuning, spec Sec. 5).
+    stage: str = "both"  # "1", "2" (from model_dir/stage1) or "both"
+    stage2_epochs: int = 10
+    stage2_lr: Optional[float] = None  # None: `lr`
+    stage2_lr_factor: float = 0.2
+    stage2_batch_size: Optional[int] = None  # None: `batch_size`
+    stage2_epoch_size: Optional[int] = None  # None: max class count x C
+    eps_head: float = 0.3
+    eps_tail: float = 0.0
+    shift_bn: bool = False
     # Evaluation: "count" (> 100 many, < 20 few) or an index preset name.
     eval_rule: str = "count"
     eval_batch_size: int = 512
+    eval_every: int = 0  # validate every N epochs (0: only at the end)
     # Run.
+    distribution: str = "auto"  # auto | none | mirrored | multi_worker | data_parallel
     mixed_precision: Optional[str] = None  # "mixed_bfloat16" | "mixed_float16"
     seed: int = 0
     model_dir: str = "runs/default"

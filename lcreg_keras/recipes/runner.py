@@ -2,16 +2,22 @@
 
 A recipe module defines `get_config()` and calls `runner.main(get_config)`.
 Flags override the recipe's fields; `--smoke` shrinks the run to a minute on a
-CPU (what CI runs). Outputs in `--model_dir`:
+CPU (what CI runs). `--stage=1|2|both` picks MiSLAS's stages. Outputs in
+`--model_dir`:
 
-- `backup/`: `keras.callbacks.BackupAndRestore` state; a killed run started
-  again with the same command resumes from the last finished epoch.
-- `last.keras`: the model after the last finished epoch.
-- `tensorboard/`: each loss term, lambda, the latent-usage diagnostics and
-  the learning rate, per epoch.
-- `history.csv`: the same numbers as text.
-- `metrics.json`: the final test metrics (overall, many / medium / few under
-  each rule, named), the configuration and the wall time.
+- `stage1/`, `stage2/`, one folder a stage:
+  - `backup/`: `keras.callbacks.BackupAndRestore` state; a killed run started
+    again with the same command resumes from the last finished epoch (a
+    finished stage is not trained again: its `done.json` and `model.keras`
+    are loaded);
+  - `last.keras` after every epoch, `best.keras` (best test accuracy) when
+    `--eval_every` validates during training, `model.keras` at the end;
+  - `tensorboard/`: each loss term, lambda, the latent-usage diagnostics and
+    the learning rate, per epoch; `history.csv`: the same as text;
+- `model.keras`: the final model; `preprocessing.json`: how raw images become
+  its inputs (for evaluation and export);
+- `metrics.json`: the test metrics after each stage (overall, many / medium /
+  few under each rule, named), the configuration and the wall time.
 """
 
 import dataclasses
@@ -53,6 +59,16 @@ FLAG_FIELDS = (
     ("path_prefix", "string", "Prefix joined to every listed image path."),
     ("image_size", "integer", "Training crop / test centre-crop size."),
     ("skip_bad_images", "bool", "Count and skip unreadable images instead of failing."),
+    ("stage", "string", "1 | 2 (from --model_dir/stage1) | both."),
+    ("stage2_epochs", "integer", "Stage-two epochs."),
+    ("stage2_lr", "float", "Stage-two base learning rate (default: --lr)."),
+    ("stage2_lr_factor", "float", "Stage-two classifier learning-rate factor."),
+    ("stage2_epoch_size", "integer", "Stage-two examples per epoch (default: max count x C)."),
+    ("eps_head", "float", "Label-aware smoothing of the largest class."),
+    ("eps_tail", "float", "Label-aware smoothing of the smallest class."),
+    ("shift_bn", "bool", "Re-estimate BatchNorm statistics in stage two."),
+    ("eval_every", "integer", "Validate on the test set every N epochs (0: at the end only)."),
+    ("distribution", "string", "auto | none | mirrored | multi_worker | data_parallel."),
     ("max_train_examples", "integer", "Use at most this many training examples."),
     ("max_test_examples", "integer", "Use at most this many test examples."),
     ("mixed_precision", "string", "mixed_bfloat16 | mixed_float16 (losses stay float32)."),
@@ -88,6 +104,8 @@ def smoke(config):
         backbone_width=min(config.backbone_width, 8),
         warmup_epochs=min(config.warmup_epochs, 1),
         num_latents=min(config.num_latents, 8),
+        stage2_epochs=min(config.stage2_epochs, 1),
+        stage2_epoch_size=min(config.stage2_epoch_size or 1024, 1024),
         max_train_examples=2048,
         max_test_examples=1024,
     )
@@ -157,20 +175,124 @@ def learning_rate(config, steps_per_epoch):
     raise ValueError(f"`schedule` must be 'cosine' or 'warmup_step'. Received: {config.schedule!r}")
 
 
-def callbacks(config, steps_per_epoch):
+def stage_callbacks(config, stage_dir, validate):
+    """Logging, checkpoints and crash recovery of one stage."""
     import keras
 
     from lcreg_keras.callbacks import LearningRateLogger
 
-    out = config.model_dir
-    return [
+    out = [
         LearningRateLogger(),  # first: the loggers below see `learning_rate`
-        keras.callbacks.BackupAndRestore(os.path.join(out, "backup")),
-        keras.callbacks.ModelCheckpoint(os.path.join(out, "last.keras")),
-        keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=True),
-        keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), update_freq="epoch"),
+        keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup")),
+        keras.callbacks.ModelCheckpoint(os.path.join(stage_dir, "last.keras")),
+        keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(stage_dir, "tensorboard"), update_freq="epoch"),
         keras.callbacks.TerminateOnNaN(),
     ]
+    if validate:
+        out.append(
+            keras.callbacks.ModelCheckpoint(
+                os.path.join(stage_dir, "best.keras"),
+                monitor="val_accuracy",
+                mode="max",
+                save_best_only=True,
+            )
+        )
+    return out
+
+
+def _fit_kwargs(config, data, verbose):
+    validate = config.eval_every > 0
+    kwargs = {"shuffle": False, "verbose": "auto" if verbose is None else verbose}
+    if validate:
+        kwargs.update(validation_data=data.test, validation_freq=config.eval_every)
+    return kwargs
+
+
+def _finished(stage_dir):
+    return os.path.exists(os.path.join(stage_dir, "done.json"))
+
+
+def _mark_finished(stage_dir, model, report):
+    model.save(os.path.join(stage_dir, "model.keras"))
+    with open(os.path.join(stage_dir, "done.json"), "w") as f:
+        json.dump(report, f, indent=2, default=str)
+
+
+def train_stage_one(config, data, verbose=None):
+    """Stage one: the LCReg model from scratch with mixup; returns the model."""
+    import keras
+
+    from lcreg_keras.losses import Top1Accuracy
+
+    stage_dir = os.path.join(config.model_dir, "stage1")
+    if _finished(stage_dir):
+        print(f"stage 1: finished earlier, loading {stage_dir}/model.keras", flush=True)
+        return keras.saving.load_model(os.path.join(stage_dir, "model.keras"))
+    model = build_model(config, data)
+    optimizer = keras.optimizers.SGD(
+        learning_rate(config, data.steps_per_epoch), momentum=config.momentum
+    )
+    model.compile(optimizer=optimizer, metrics=[Top1Accuracy()])
+    model.build((None,) + tuple(data.input_shape))
+    print("stage 1: " + _describe_model(config, model, data), flush=True)
+    model.fit(
+        data.train,
+        epochs=config.epochs,
+        steps_per_epoch=data.steps_per_epoch,
+        callbacks=stage_callbacks(config, stage_dir, config.eval_every > 0),
+        **_fit_kwargs(config, data, verbose),
+    )
+    return model
+
+
+def train_stage_two(config, data, model, verbose=None):
+    """Stage two (MiSLAS): re-balance the classifier of a stage-one model."""
+    from lcreg_keras.losses import Top1Accuracy
+    from lcreg_keras.stage_two import DecoupledStageTwo
+
+    if data.stage_two_train is None:
+        raise ValueError(f"The {data.name} loader builds no class-balanced stage-two data.")
+    stage_dir = os.path.join(config.model_dir, "stage2")
+    stage_two = DecoupledStageTwo(
+        data.train_counts,
+        epochs=config.stage2_epochs,
+        lr=config.stage2_lr or config.lr,
+        lr_factor=config.stage2_lr_factor,
+        eps_head=config.eps_head,
+        eps_tail=config.eps_tail,
+        shift_bn=config.shift_bn,
+        weight_decay=config.weight_decay,
+        momentum=config.momentum,
+    )
+    print(
+        f"stage 2: {config.stage2_epochs} epochs x {data.stage_two_steps} class-balanced "
+        f"steps; classifier lr x{config.stage2_lr_factor}, label-aware smoothing "
+        f"{config.eps_head}/{config.eps_tail}, shifted BN {'on' if config.shift_bn else 'off'}",
+        flush=True,
+    )
+    stage_two.fit(
+        model,
+        data.stage_two_train,
+        data.stage_two_steps,
+        metrics=[Top1Accuracy()],
+        callbacks=stage_callbacks(config, stage_dir, config.eval_every > 0),
+        **_fit_kwargs(config, data, verbose),
+    )
+    return model
+
+
+def evaluate(config, data, model):
+    """Test metrics under the recipe's rule and the count rule."""
+    from lcreg_keras import evaluation
+
+    logits = model.predict(data.test, verbose=0)
+    rules = [config.eval_rule] + [r for r in ("count",) if r != config.eval_rule]
+    splits = {
+        rule: evaluation.split_accuracy(data.test_labels, logits, data.train_counts, rule=rule)
+        for rule in rules
+    }
+    return {"top1": splits[config.eval_rule]["overall"], "splits": splits}
 
 
 def run(config, verbose=None):
@@ -178,8 +300,11 @@ def run(config, verbose=None):
     import keras
 
     from lcreg_keras import evaluation
+    from lcreg_keras.distribute import distribution_scope
     from lcreg_keras.recipes import datasets
 
+    if config.stage not in ("1", "2", "both"):
+        raise ValueError(f"`stage` must be 1, 2 or both. Received: {config.stage!r}")
     start = time.time()
     os.makedirs(config.model_dir, exist_ok=True)
     if config.mixed_precision:
@@ -187,49 +312,59 @@ def run(config, verbose=None):
     keras.utils.set_random_seed(config.seed)
     data = datasets.load(config)
     print(data.describe(), flush=True)
+    with open(os.path.join(config.model_dir, "preprocessing.json"), "w") as f:
+        json.dump(data.preprocessing, f, indent=2)
 
-    model = build_model(config, data)
-    optimizer = keras.optimizers.SGD(
-        learning_rate(config, data.steps_per_epoch), momentum=config.momentum
-    )
-    model.compile(optimizer=optimizer)
-    model.build((None,) + tuple(data.input_shape))
-    print(_describe_model(config, model, data), flush=True)
-    model.fit(
-        data.train,
-        epochs=config.epochs,
-        steps_per_epoch=data.steps_per_epoch,
-        callbacks=callbacks(config, data.steps_per_epoch),
-        shuffle=False,
-        verbose="auto" if verbose is None else verbose,
-    )
-    train_seconds = time.time() - start
+    results = {}
+    stage1_dir = os.path.join(config.model_dir, "stage1")
+    with distribution_scope(config.distribution) as where:
+        print(f"devices: {where}; global batch {config.batch_size}, lr {config.lr}", flush=True)
+        model = None
+        if config.stage in ("1", "both"):
+            model = train_stage_one(config, data, verbose)
+            if not _finished(stage1_dir):
+                results["stage1"] = evaluate(config, data, model)
+                _mark_finished(stage1_dir, model, results["stage1"])
+            else:
+                with open(os.path.join(stage1_dir, "done.json")) as f:
+                    results["stage1"] = json.load(f)
+        if config.stage in ("2", "both"):
+            if model is None:
+                if not _finished(stage1_dir):
+                    raise FileNotFoundError(
+                        f"--stage=2 needs a finished stage one in {stage1_dir} "
+                        "(run --stage=1 or --stage=both first)."
+                    )
+                model = keras.saving.load_model(os.path.join(stage1_dir, "model.keras"))
+            model = train_stage_two(config, data, model, verbose)
+            results["stage2"] = evaluate(config, data, model)
+            _mark_finished(os.path.join(config.model_dir, "stage2"), model, results["stage2"])
+    final = results["stage2" if "stage2" in results else "stage1"]
+    model.save(os.path.join(config.model_dir, "model.keras"))
 
-    logits = model.predict(data.test, verbose=0)
-    rules = [config.eval_rule] + [r for r in ("count",) if r != config.eval_rule]
-    reports = {
-        rule: evaluation.split_accuracy(data.test_labels, logits, data.train_counts, rule=rule)
-        for rule in rules
-    }
     metrics = {
         "dataset": config.dataset,
         "backend": keras.config.backend(),
-        "top1": reports[config.eval_rule]["overall"],
-        "splits": reports,
+        "top1": final["top1"],
+        "splits": final["splits"],
+        "stages": results,
         "paper_top1": config.paper_top1,
         "train_examples": int(sum(data.train_counts)),
         "test_examples": int(len(data.test_labels)),
-        "train_seconds": round(train_seconds, 1),
+        "skipped_images": int(getattr(data, "skipped_images", 0)),
         "total_seconds": round(time.time() - start, 1),
         "config": dataclasses.asdict(config),
     }
-    with open(os.path.join(config.model_dir, "preprocessing.json"), "w") as f:
-        json.dump(data.preprocessing, f, indent=2)
     with open(os.path.join(config.model_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2, default=str)
     name = f"{config.dataset} (IF {config.imbalance_factor:g})"
-    for rule, report in reports.items():
-        print(evaluation.format_report(report, name=name), flush=True)
+    for stage, result in results.items():
+        for report in result["splits"].values():
+            print(evaluation.format_report(report, name=f"{name} {stage}"), flush=True)
+    if config.paper_top1 is not None:
+        print(f"paper: top-1 {config.paper_top1:.1f}", flush=True)
+    if metrics["skipped_images"]:
+        print(f"skipped {metrics['skipped_images']} unreadable images", flush=True)
     print(
         f"time: {metrics['total_seconds'] / 60:.1f} min; metrics: "
         f"{os.path.join(config.model_dir, 'metrics.json')}",
