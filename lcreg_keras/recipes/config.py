@@ -32,6 +32,8 @@ class Config:
     # Model.
     backbone: str = "resnet32"
     backbone_width: int = 16
+    # ImageNet ResNets: None, "imagenet" (Keras downloads once) or a .h5 path.
+    backbone_weights: Optional[str] = None
     num_latents: int = 40
     alpha: float = 0.1
     beta: float = 0.1

@@ -52,6 +52,8 @@ FLAG_FIELDS = (
     ("beta", "float", "Weight of L_recon (Eq. 7)."),
     ("backbone", "string", "Backbone name (lcreg_keras.backbones.get_backbone)."),
     ("backbone_width", "integer", "Width of a CIFAR ResNet's first stage."),
+    ("backbone_weights", "string", "ImageNet ResNets: none, imagenet or a weights file."),
+    ("paper_top1", "float", "The paper's top-1 for this row, printed beside ours."),
     ("eval_rule", "string", "count | an index preset (cifar10, cifar100, ...)."),
     ("train_list", "string", "Training list file (name in --data_dir, or a path)."),
     ("val_list", "string", "Validation list file."),
@@ -95,13 +97,20 @@ def define_flags():
 
 
 def smoke(config):
-    """A minute-long CPU version of a recipe, for CI and first tries."""
-    small_resnet = config.backbone in CIFAR_RESNETS
+    """A minute-long CPU version of a recipe, for CI and first tries.
+
+    Same data source, loss, stages and outputs; a tiny ResNet-8, 32-pixel
+    crops for the ImageNet-style sets, at most 2,048 training and 1,024 test
+    examples, two epochs and one stage-two epoch.
+    """
     return config.replace(
         epochs=min(config.epochs, 2),
         batch_size=min(config.batch_size, 64),
-        backbone="resnet8" if small_resnet else config.backbone,
+        backbone="resnet8",
         backbone_width=min(config.backbone_width, 8),
+        backbone_weights=None,
+        image_size=min(config.image_size, 32),
+        resize_size=min(config.resize_size, 36),
         warmup_epochs=min(config.warmup_epochs, 1),
         num_latents=min(config.num_latents, 8),
         stage2_epochs=min(config.stage2_epochs, 1),
@@ -137,7 +146,11 @@ def build_model(config, data):
     from lcreg_keras.backbones import get_backbone
     from lcreg_keras.models import LCRegModel
 
-    kwargs = {"width": config.backbone_width} if config.backbone in CIFAR_RESNETS else {}
+    if config.backbone in CIFAR_RESNETS:
+        kwargs = {"width": config.backbone_width}
+    else:
+        weights = config.backbone_weights
+        kwargs = {"weights": None if weights in (None, "", "none") else weights}
     backbone = get_backbone(config.backbone, data.input_shape, **kwargs)
     return LCRegModel(
         backbone,
