@@ -13,6 +13,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+if os.environ["KERAS_BACKEND"] == "jax":
+    # JAX compiles every new shape of every op; keep the compiled code across
+    # tests and runs (the suite builds the same small shapes many times).
+    import jax  # noqa: E402
+
+    jax.config.update(
+        "jax_compilation_cache_dir",
+        os.environ.get("LCREG_JAX_CACHE", os.path.join("/tmp", "lcreg-jax-cache")),
+    )
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
