@@ -326,3 +326,35 @@ def test_matches_pytorch_reference(shortcut):
     reference = h.permute(0, 2, 3, 1).numpy()
     assert reference.shape == expected.shape == (2, 3, 3, 64)
     np.testing.assert_allclose(expected, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_caffe_input_matches_keras_preprocess_input():
+    from lcreg_keras.backbones.applications import IMAGENET_MEAN
+    from lcreg_keras.backbones.applications import IMAGENET_STD
+    from lcreg_keras.backbones.applications import CaffeInput
+
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 5, 5, 3)).astype("float32")
+    ours = (rgb / 255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    expected = keras.applications.resnet.preprocess_input(rgb.copy())
+    got = keras.ops.convert_to_numpy(CaffeInput()(ours.astype("float32")))
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_pretrained_weights_from_a_file_get_the_caffe_adapter(tmp_path):
+    from lcreg_keras.backbones import resnet50
+
+    plain = resnet50(input_shape=(64, 64, 3), weights=None)
+    path = str(tmp_path / "resnet50.weights.h5")
+    plain.save_weights(path)
+    pretrained = resnet50(input_shape=(64, 64, 3), weights=path)
+    assert any(type(layer).__name__ == "CaffeInput" for layer in pretrained.layers)
+    x = np.random.default_rng(1).normal(size=(1, 64, 64, 3)).astype("float32")
+    # The same weights behind the adapter: feeding the adapter's output to the
+    # plain trunk reproduces the pretrained model.
+    adapter = [layer for layer in pretrained.layers if type(layer).__name__ == "CaffeInput"][0]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(pretrained(x)),
+        keras.ops.convert_to_numpy(plain(adapter(x))),
+        rtol=1e-4, atol=1e-4,
+    )

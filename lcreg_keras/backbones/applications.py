@@ -16,12 +16,46 @@ and reuse the cached file afterwards; on machines without network access,
 copy the file there beforehand or pass a local weights-file path as
 `weights`. Pretrained weights expect inputs preprocessed with
 `keras.applications.resnet.preprocess_input` (caffe style: RGB->BGR, ImageNet
-mean subtracted, no scaling) on 0..255 images, and channels-last input.
+mean subtracted, no scaling) on 0..255 images, while every pipeline of this
+library feeds torchvision-style inputs (`(x / 255 - mean) / std` with
+ImageNet's mean and std); so a pretrained trunk starts with `CaffeInput`,
+which converts one into the other inside the model.
 """
 
 import warnings
 
 import keras
+from keras import ops
+
+# torchvision's ImageNet statistics (what our pipelines normalise with) and
+# the caffe means (BGR, 0..255) the keras.applications checkpoints expect.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="lcreg_keras")
+class CaffeInput(keras.layers.Layer):
+    """Turns torchvision-normalised RGB input into caffe-style BGR input.
+
+    `x = (rgb / 255 - mean) / std` becomes `bgr * 255 - caffe_mean`, what the
+    pretrained `keras.applications` ResNets were trained on.
+
+    Call arguments:
+        inputs: `(B, H, W, 3)` normalised RGB images.
+
+    Returns:
+        `(B, H, W, 3)` caffe-style BGR images.
+    """
+
+    def call(self, inputs):
+        mean = ops.convert_to_tensor(IMAGENET_MEAN, inputs.dtype)
+        std = ops.convert_to_tensor(IMAGENET_STD, inputs.dtype)
+        rgb = (inputs * std + mean) * 255.0
+        return ops.flip(rgb, axis=-1) - ops.convert_to_tensor(CAFFE_MEAN_BGR, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 from lcreg_keras.backbones.resnet_cifar import _conv_initializer
 
@@ -32,8 +66,11 @@ def _keras_resnet(builder, input_shape, weights, trainable, name):
         weights=weights,
         input_shape=None if input_shape is None else tuple(input_shape),
         pooling=None,
-        name=name,
+        name=name if weights is None else name + "_caffe",
     )
+    if weights is not None:
+        inputs = keras.Input(shape=model.input_shape[1:], name=name + "_input")
+        model = keras.Model(inputs, model(CaffeInput(name=name + "_to_caffe")(inputs)), name=name)
     model.trainable = trainable
     return model
 
