@@ -216,3 +216,18 @@ def test_config_round_trip():
     a, b = model.get_config(), clone.get_config()
     a.pop("backbone"), b.pop("backbone")
     assert a == b
+
+
+def test_mixed_precision_keeps_losses_and_state_in_float32(rng):
+    x, y = toy_data(rng, n=32)
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = LCRegModel(tiny_backbone(batchnorm=True), num_classes=3, num_latents=4, mixup_alpha=0.5)
+        model.compile(keras.optimizers.SGD(0.05, momentum=0.9))
+        logs = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert all(np.isfinite(v[-1]) for v in logs.values())
+    assert model.latent_covariance.covariance.dtype == "float32"
+    assert ops.convert_to_numpy(model(x[:2])).dtype == np.float32
+    assert int(ops.convert_to_numpy(model.lcreg_step)) == 2

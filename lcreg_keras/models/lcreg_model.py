@@ -217,7 +217,7 @@ class LCRegModel(keras.Model):
             self.latent_pool.build(feature_shape)
             self.latent_covariance.build((self.num_latents, dim))
         self.classifier.build((None, dim))
-        state = dict(trainable=False, aggregation="only_first_replica")
+        state = dict(trainable=False, aggregation="only_first_replica", autocast=False)
         self.lcreg_step = self.add_weight(
             shape=(), initializer="zeros", dtype="int32", name="lcreg_step", **state
         )
@@ -316,24 +316,30 @@ class LCRegModel(keras.Model):
                 soft = ops.one_hot(ops.reshape(y, (-1,)), self.num_classes)
             soft = ops.cast(soft, "float32")
             y = lam * soft + (1 - lam) * ops.take(soft, order, axis=0)
+        # Under a tf.distribute strategy each of R replicas returns its share
+        # of the loss and the gradients are summed: Keras' losses come divided
+        # by R already, our own terms are divided here (1 elsewhere).
+        replicas = _replicas_in_sync()
+        extra = []
         if getattr(self, "loss", None) is None:
             # Compiled without a loss: L_cls is softmax cross-entropy on
             # integer or soft labels; `add_loss` terms still count.
             loss_cls = self._default_loss(y, y_pred, sample_weight)
             extra = [ops.sum(ops.cast(v, "float32")) for v in self.losses]
-            total = self.gamma * loss_cls + (ops.sum(ops.stack(extra)) if extra else 0.0)
         else:
             loss_cls = super().compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
             )
-            total = self.gamma * loss_cls
+        total = self.gamma * loss_cls
         if training and "loss_aug" in terms:
-            total = total + self.alpha * terms["loss_aug"]
+            extra.append(self.alpha * terms["loss_aug"])
         if training and "loss_recon" in terms:
-            total = total + self.beta * terms["loss_recon"]
+            extra.append(self.beta * terms["loss_recon"])
         if training and self.weight_decay > 0:
-            total = total + self._weight_decay_term()
-        self.trackers["loss_cls"].update_state(loss_cls)
+            extra.append(self._weight_decay_term())
+        if extra:
+            total = total + ops.sum(ops.stack(extra)) / replicas
+        self.trackers["loss_cls"].update_state(loss_cls * replicas)
         for name, value in terms.items():
             self.trackers[name].update_state(value)
         return total
@@ -458,6 +464,15 @@ class LCRegModel(keras.Model):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+def _replicas_in_sync():
+    """R of the enclosing tf.distribute strategy (TensorFlow backend), else 1."""
+    if keras.config.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def _infer_steps(x, batch_size):
