@@ -1,0 +1,331 @@
+"""Speed benchmarks: LCReg's training step against the plain model and a PyTorch reference.
+
+Prints numbers and writes JSON; asserts nothing (speed is not a test).
+
+  python tools/benchmark.py step                  # every backend + the PyTorch reference
+  python tools/benchmark.py step --backends=jax --batch=128 --steps=30
+  python tools/benchmark.py pipeline              # JPEG decode + random resized crop + flip
+  python tools/benchmark.py step --gpu --out=DIR  # ResNet-50 224x224 bf16 batch 256 (GPU preset)
+
+`step` times, per Keras backend (each in its own process, since Keras fixes
+its backend at import): `fit` throughput of the plain model (backbone, GAP,
+Dense; `LCRegModel(latent=False)`), of the full LCReg model, and of the
+ablations that locate LCReg's own cost (latent pool only, + aug, + recon), on
+in-memory synthetic data, after a warm-up epoch that compiles; peak resident
+memory of the process. Beside them, a plain PyTorch ResNet-32 stage-one step
+(mixup CE, SGD momentum, coupled weight decay; channels_last; torch.compile
+when `--torch_compile`) as the MiSLAS code base would run it.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run from a checkout without installing
+VARIANTS = {
+    "plain": dict(latent=False),
+    "latent_only": dict(latent_aug=False, latent_recon=False),
+    "latent_aug": dict(latent_recon=False),
+    "latent_recon": dict(latent_aug=False),
+    "lcreg": dict(),
+}
+
+
+def _peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def keras_step_worker(args):
+    """One backend: img/s of each variant. Runs in a child process."""
+    import numpy as np
+
+    import keras
+
+    from lcreg_keras.backbones import get_backbone
+    from lcreg_keras.models import LCRegModel
+
+    if args.mixed_precision:
+        keras.config.set_dtype_policy(args.mixed_precision)
+    shape = (args.image_size, args.image_size, 3)
+    rng = np.random.default_rng(0)
+    n = args.batch * args.steps
+    x = rng.normal(size=(n,) + shape).astype("float32")
+    y = rng.integers(0, args.classes, size=n)
+    results = {}
+    for name in args.variants.split(","):
+        keras.utils.set_random_seed(0)
+        backbone = get_backbone(args.backbone, shape, **({"width": 16} if args.backbone == "resnet32" else {}))
+        model = LCRegModel(
+            backbone, num_classes=args.classes, num_latents=args.num_latents,
+            covariance=args.covariance, mixup_alpha=1.0, weight_decay=5e-4, **VARIANTS[name],
+        )
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), jit_compile=args.jit)
+        warm = args.batch * max(2, args.steps // 5)
+        model.fit(x[:warm], y[:warm], batch_size=args.batch, epochs=1, verbose=0)
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=args.batch, epochs=1, verbose=0)
+        seconds = time.perf_counter() - start
+        results[name] = {"img_per_s": n / seconds, "step_ms": 1000 * seconds / args.steps}
+        print(f"  {keras.config.backend():10s} {name:12s} {n / seconds:9.1f} img/s", file=sys.stderr, flush=True)
+    results["peak_rss_mb"] = _peak_rss_mb()
+    print(json.dumps(results))
+
+
+def torch_reference_worker(args):
+    """The same stage-one step written plainly in PyTorch (ResNet-32, mixup CE, SGD)."""
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.b1 = nn.BatchNorm2d(cout)
+            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.b2 = nn.BatchNorm2d(cout)
+            self.pad = cout - cin if stride != 1 or cin != cout else 0
+            self.stride = stride
+
+        def forward(self, x):
+            out = F.relu(self.b1(self.c1(x)))
+            out = self.b2(self.c2(out))
+            short = x
+            if self.pad:  # LDAM's option A: subsample and zero-pad channels
+                short = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad // 2, self.pad // 2))
+            return F.relu(out + short)
+
+    class ResNet32(nn.Module):
+        def __init__(self, classes):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+            layers, cin = [], 16
+            for cout, stride in ((16, 1), (32, 2), (64, 2)):
+                for i in range(5):
+                    layers.append(Block(cin, cout, stride if i == 0 else 1))
+                    cin = cout
+            self.blocks = nn.Sequential(*layers)
+            self.fc = nn.Linear(64, classes)
+
+        def forward(self, x):
+            return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
+
+    model = ResNet32(args.classes).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9, weight_decay=5e-4)
+    step_model = torch.compile(model) if args.torch_compile else model
+    rng = np.random.default_rng(0)
+    n = args.batch * args.steps
+    x = torch.from_numpy(rng.normal(size=(n, 3, args.image_size, args.image_size)).astype("float32"))
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.from_numpy(rng.integers(0, args.classes, size=n))
+
+    def step(xb, yb):
+        lam = float(np.random.beta(1.0, 1.0))
+        index = torch.randperm(xb.shape[0])
+        mixed = lam * xb + (1 - lam) * xb[index]
+        logits = step_model(mixed)
+        loss = lam * F.cross_entropy(logits, yb) + (1 - lam) * F.cross_entropy(logits, yb[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    for i in range(max(2, args.steps // 5)):
+        step(x[i * args.batch:(i + 1) * args.batch], y[i * args.batch:(i + 1) * args.batch])
+    start = time.perf_counter()
+    for i in range(args.steps):
+        step(x[i * args.batch:(i + 1) * args.batch], y[i * args.batch:(i + 1) * args.batch])
+    seconds = time.perf_counter() - start
+    name = "torch_reference" + ("_compiled" if args.torch_compile else "")
+    print(f"  {'pytorch':10s} {name:12s} {n / seconds:9.1f} img/s", file=sys.stderr, flush=True)
+    print(json.dumps({name: {"img_per_s": n / seconds, "step_ms": 1000 * seconds / args.steps},
+                      "peak_rss_mb": _peak_rss_mb()}))
+
+
+def _child(argv, backend=None):
+    env = dict(os.environ)
+    if backend:
+        env["KERAS_BACKEND"] = backend
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__)] + argv, env=env, cwd=ROOT,
+        stdout=subprocess.PIPE, text=True,
+    )
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_step(args, passthrough):
+    report = {"machine": _machine(), "settings": vars(args).copy(), "backends": {}}
+    for backend in args.backends.split(","):
+        print(f"backend {backend}:", flush=True)
+        report["backends"][backend] = _child(["_keras_step"] + passthrough, backend)
+    if args.reference:
+        ref = {}
+        for compiled in ([False, True] if args.torch_compile else [False]):
+            extra = ["--torch_compile"] if compiled else []
+            result = _child(["_torch_step"] + [a for a in passthrough if a != "--torch_compile"] + extra)
+            ref.update({k: v for k, v in result.items() if k != "peak_rss_mb"})
+        report["torch_reference"] = ref
+    best_ref = max((v["img_per_s"] for v in report.get("torch_reference", {}).values()
+                    if isinstance(v, dict)), default=None)
+    print("\nbackend      plain img/s   lcreg img/s   lcreg/plain   lcreg/reference")
+    for backend, result in report["backends"].items():
+        if "lcreg" not in result or "plain" not in result:
+            print(f"{backend:12s} {result}")
+            continue
+        plain, lcreg = result["plain"]["img_per_s"], result["lcreg"]["img_per_s"]
+        result["overhead_ratio"] = plain / lcreg  # time ratio LCReg / plain
+        ratio = f"{lcreg / best_ref:.2f}" if best_ref else "-"
+        print(f"{backend:12s} {plain:11.1f} {lcreg:13.1f} {plain / lcreg:13.3f}   {ratio:>15s}")
+    if best_ref:
+        print(f"PyTorch reference (fastest form): {best_ref:.1f} img/s")
+    _write(args.out, "step.json", report)
+
+
+def _machine():
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def _write(folder, name, report):
+    if not folder:
+        return
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {path}")
+
+
+def run_pipeline(args):
+    """img/s per core: our tf.data JPEG pipeline vs a PIL pipeline, one core each."""
+    import tempfile
+
+    import numpy as np
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    from PIL import Image
+
+    from lcreg_keras.data.image_pipeline import image_train_dataset
+
+    folder = tempfile.mkdtemp(prefix="lcreg-bench-")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(args.images):
+        h, w = rng.integers(300, 500), rng.integers(300, 500)
+        # Smooth random images compress like photos, unlike white noise.
+        small = rng.integers(0, 256, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
+        image = Image.fromarray(small).resize((int(w), int(h)), Image.BILINEAR)
+        path = os.path.join(folder, f"{i}.jpg")
+        image.save(path, quality=90)
+        paths.append(path)
+    labels = np.arange(args.images) % 10
+
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    dataset = image_train_dataset(paths, labels, 10, args.batch, image_size=224, color_jitter=0.0, seed=0)
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    dataset = dataset.with_options(options)
+    for _ in dataset.take(1):
+        pass
+    start = time.perf_counter()
+    count = 0
+    for x, _ in dataset:
+        count += int(x.shape[0])
+    ours = count / (time.perf_counter() - start)
+
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+
+    def pil_sample(path, prng):
+        image = Image.open(path).convert("RGB")
+        width, height = image.size
+        area = width * height
+        for _ in range(10):
+            target = area * prng.uniform(0.08, 1.0)
+            aspect = np.exp(prng.uniform(np.log(3 / 4), np.log(4 / 3)))
+            w = int(round(np.sqrt(target * aspect)))
+            h = int(round(np.sqrt(target / aspect)))
+            if 0 < w <= width and 0 < h <= height:
+                left, top = prng.integers(0, width - w + 1), prng.integers(0, height - h + 1)
+                break
+        else:
+            w, h = min(width, height), min(width, height)
+            left, top = (width - w) // 2, (height - h) // 2
+        image = image.resize((224, 224), Image.BILINEAR, box=(left, top, left + w, top + h))
+        if prng.random() < 0.5:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        return (np.asarray(image, np.float32) / 255.0 - mean) / std
+
+    prng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for path in paths:
+        pil_sample(path, prng)
+    pil = len(paths) / (time.perf_counter() - start)
+    report = {"machine": _machine(), "images": args.images,
+              "tf_data_img_per_s_per_core": ours, "pil_img_per_s_per_core": pil, "ratio": ours / pil}
+    print(f"tf.data (fused decode-and-crop, 1 thread): {ours:.1f} img/s")
+    print(f"PIL (decode, crop, resize, flip, 1 process): {pil:.1f} img/s")
+    print(f"ratio: {ours / pil:.2f}")
+    _write(args.out, "pipeline.json", report)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["step", "pipeline", "_keras_step", "_torch_step"])
+    parser.add_argument("--backends", default="tensorflow,jax,torch")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--backbone", default="resnet32")
+    parser.add_argument("--image_size", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--num_latents", type=int, default=40)
+    parser.add_argument("--covariance", default="full")
+    parser.add_argument("--mixed_precision", default=None)
+    parser.add_argument("--jit", default="auto", help="compile(jit_compile=...): auto, true, false")
+    parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--torch_compile", action="store_true")
+    parser.add_argument("--images", type=int, default=256, help="pipeline: JPEGs to generate")
+    parser.add_argument("--gpu", action="store_true", help="ResNet-50 224 bf16 batch 256 preset")
+    parser.add_argument("--out", default=None, help="folder for the JSON report")
+    args = parser.parse_args()
+    args.jit = {"auto": "auto", "true": True, "false": False}[str(args.jit).lower()]
+    if args.gpu:
+        args.backbone, args.image_size, args.batch = "resnet50", 224, 256
+        args.mixed_precision, args.num_latents, args.covariance = "mixed_bfloat16", 100, "diagonal"
+        args.classes, args.reference = 1000, False
+    passthrough = [a for a in sys.argv[2:] if a != "--gpu"]
+    if args.gpu:
+        passthrough += ["--backbone=resnet50", "--image_size=224", "--batch=256",
+                        "--mixed_precision=mixed_bfloat16", "--num_latents=100",
+                        "--covariance=diagonal", "--classes=1000"]
+    if args.what == "_keras_step":
+        keras_step_worker(args)
+    elif args.what == "_torch_step":
+        torch_reference_worker(args)
+    elif args.what == "step":
+        run_step(args, passthrough)
+    else:
+        run_pipeline(args)
+
+
+if __name__ == "__main__":
+    main()
