@@ -1,7 +1,26 @@
-"""Data: long-tailed subsets, Fashion-MNIST loading, tf.data pipelines."""
+"""Data: long-tailed subsets, dataset loaders, tf.data pipelines, samplers."""
 
+from lcreg_keras.data.balanced import class_aware_indices
+from lcreg_keras.data.balanced import default_epoch_size
+from lcreg_keras.data.cifar import CIFAR_MEAN
+from lcreg_keras.data.cifar import CIFAR_STD
+from lcreg_keras.data.cifar import load_cifar
 from lcreg_keras.data.fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
 from lcreg_keras.data.fashion_mnist import load_fashion_mnist
+from lcreg_keras.data.image_lists import read_any_list
+from lcreg_keras.data.image_lists import read_image_list
+from lcreg_keras.data.image_lists import read_inaturalist_json
+from lcreg_keras.data.image_lists import resolve_list
+from lcreg_keras.data.image_pipeline import IMAGENET_MEAN
+from lcreg_keras.data.image_pipeline import IMAGENET_STD
+from lcreg_keras.data.image_pipeline import INATURALIST_MEAN
+from lcreg_keras.data.image_pipeline import INATURALIST_STD
+from lcreg_keras.data.image_pipeline import ImageCheck
+from lcreg_keras.data.image_pipeline import UnreadableImagesError
+from lcreg_keras.data.image_pipeline import check_images
+from lcreg_keras.data.image_pipeline import image_eval_dataset
+from lcreg_keras.data.image_pipeline import image_train_dataset
+from lcreg_keras.data.image_pipeline import skipped_images
 from lcreg_keras.data.long_tail import class_counts
 from lcreg_keras.data.long_tail import long_tailed_counts
 from lcreg_keras.data.long_tail import long_tailed_subset
@@ -11,13 +30,32 @@ from lcreg_keras.data.pipeline import small_image_eval_dataset
 from lcreg_keras.data.pipeline import small_image_train_dataset
 
 __all__ = [
+    "CIFAR_MEAN",
+    "CIFAR_STD",
     "FASHION_MNIST_CLASSES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "INATURALIST_MEAN",
+    "INATURALIST_STD",
+    "ImageCheck",
+    "UnreadableImagesError",
     "channel_stats",
+    "check_images",
+    "class_aware_indices",
     "class_counts",
+    "default_epoch_size",
+    "image_eval_dataset",
+    "image_train_dataset",
+    "load_cifar",
     "load_fashion_mnist",
     "long_tailed_counts",
     "long_tailed_subset",
     "mixup_batch",
+    "read_any_list",
+    "read_image_list",
+    "read_inaturalist_json",
+    "resolve_list",
+    "skipped_images",
     "small_image_eval_dataset",
     "small_image_train_dataset",
 ]

@@ -20,10 +20,18 @@ coefficients do not depend on TF's global seed. Each new dataset object
 starts again at epoch 0. The shuffle is an exact per-epoch permutation of
 the whole set (like PyTorch's `RandomSampler`) unless `shuffle_buffer` asks
 for tf.data's buffered shuffle.
+
+Stage two (spec Sec. 5) samples class-aware instead: `sampler="class_aware"`
+draws each epoch's indices with `balanced.class_aware_indices(seed, epoch)`
+(NumPy, run inside the dataset through `tf.numpy_function`), so every pass
+is a fresh, reproducible balanced epoch of `max_c N_c * C` samples.
 """
 
 import numpy as np
 import tensorflow as tf
+
+from lcreg_keras.data.balanced import class_aware_indices
+from lcreg_keras.data.balanced import default_epoch_size
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -238,6 +246,52 @@ def _augment_batch(images, seed, pad, flip, pad_mode):
     return tf.gather(images, cols, axis=2, batch_dims=1)
 
 
+def check_sampler(sampler, epoch_size, labels, num_classes, shuffle_buffer=None):
+    """Validates `sampler` / `epoch_size`; returns them, the size resolved.
+
+    Shared by the small-image and the file-list pipelines.
+    """
+    if sampler not in ("random", "class_aware"):
+        raise ValueError(
+            "`sampler` must be 'random' or 'class_aware'. "
+            f"Received: sampler={sampler!r}"
+        )
+    if sampler == "random":
+        if epoch_size is not None:
+            raise ValueError(
+                "`epoch_size` only applies to sampler='class_aware' (a random "
+                "epoch is every sample once). Received: "
+                f"epoch_size={epoch_size!r}"
+            )
+        return sampler, None
+    if shuffle_buffer is not None:
+        raise ValueError(
+            "`shuffle_buffer` does not apply to sampler='class_aware' (its "
+            f"order is random already). Received: shuffle_buffer={shuffle_buffer!r}"
+        )
+    if epoch_size is None:
+        epoch_size = default_epoch_size(labels, num_classes)
+    return sampler, _check_positive_int(epoch_size, "epoch_size")
+
+
+def class_aware_order(labels, num_classes, epoch_size, seed, epoch):
+    """The class-aware indices of epoch `epoch` (a tensor) as an int64 tensor.
+
+    Runs `class_aware_indices` through `tf.numpy_function` inside the
+    dataset, so each pass draws its own epoch, keyed on `(seed, epoch)`.
+    """
+    labels = np.asarray(labels)
+
+    def draw(epoch_value):
+        return class_aware_indices(
+            labels, num_classes, epoch_size, seed=seed, epoch=int(epoch_value)
+        )
+
+    order = tf.numpy_function(draw, [epoch], tf.int64, stateful=False)
+    order.set_shape([epoch_size])
+    return order
+
+
 def _deterministic(dataset):
     options = tf.data.Options()
     options.deterministic = True
@@ -258,13 +312,17 @@ def small_image_train_dataset(
     drop_remainder=True,
     shuffle_buffer=None,
     pad_mode="constant",
+    sampler="random",
+    epoch_size=None,
 ):
     """Shuffled, augmented, normalised training batches of small images.
 
     Each pass over the dataset is one epoch: a new permutation of the samples
     (keyed on `(seed, epoch)`), pad + random crop + random flip per image,
     normalisation, and optionally mixup per batch (keyed on
-    `(seed, epoch, batch)`).
+    `(seed, epoch, batch)`). With `sampler="class_aware"` an epoch is instead
+    a class-balanced draw (`lcreg_keras.data.balanced.class_aware_indices`,
+    stage two of MiSLAS), again fresh and reproducible for each epoch.
 
     Args:
         images: uint8 array `(N, H, W)` or `(N, H, W, C)`; `(N, H, W)` gets a
@@ -286,6 +344,11 @@ def small_image_train_dataset(
             buffered shuffle of that size (seeded from `seed`; its order then
             also depends on TF's global seed, `keras.utils.set_random_seed`).
         pad_mode: `"constant"` (zeros, CIFAR's choice) or `"reflect"`.
+        sampler: `"random"` (each sample once per epoch, shuffled) or
+            `"class_aware"` (each draw picks a class uniformly; stage two).
+        epoch_size: samples per epoch with `sampler="class_aware"`; `None`
+            gives `max_c N_c * C`, MiSLAS's balanced epoch. Must be `None`
+            with `sampler="random"`.
 
     Returns:
         A `tf.data.Dataset` of `(x, y)`: `x` float32 `(B, H, W, C)`; `y` int32
@@ -340,6 +403,16 @@ def small_image_train_dataset(
             "`shuffle_buffer` must be None (full permutation), 0 (no shuffle) "
             f"or a positive int. Received: shuffle_buffer={shuffle_buffer!r}"
         )
+    sampler, epoch_size = check_sampler(
+        sampler, epoch_size, labels, num_classes, shuffle_buffer
+    )
+    if sampler == "class_aware":
+        n = epoch_size
+        if drop_remainder and n < batch_size:
+            raise ValueError(
+                f"`batch_size` ({batch_size}) is larger than the class-aware "
+                f"epoch ({n}) and `drop_remainder=True`."
+            )
     seed = int(seed)
     base = tf.constant([seed, 0x4C435265], tf.int64)  # "LCRe"
 
@@ -356,7 +429,10 @@ def small_image_train_dataset(
     def one_epoch(epoch):
         if buffered:  # samples go through the outer buffered shuffle
             return tf.data.Dataset.range(n).map(lambda i: (epoch, i))
-        if shuffle_buffer == 0:
+        if sampler == "class_aware":
+            order = class_aware_order(labels, num_classes, n, seed, epoch)
+            indices = tf.data.Dataset.from_tensor_slices(order)
+        elif shuffle_buffer == 0:
             indices = tf.data.Dataset.range(n)
         else:  # an exact permutation of the whole set, keyed on the epoch
             order = tf.argsort(
