@@ -70,9 +70,10 @@ class DecoupledStageTwo:
         logit_scaling=True,
     ):
         counts = np.asarray(class_counts)
-        if counts.ndim != 1 or counts.size < 2 or (counts <= 0).any():
+        if counts.ndim != 1 or counts.size < 2 or (counts < 0).any() or not (counts > 0).any():
             raise ValueError(
-                "`class_counts` must be a 1-D array of positive counts, one per class."
+                "`class_counts` must be a 1-D array of counts >= 0, one per class, "
+                f"not all zero. Received: {class_counts}"
             )
         if not epochs >= 1:
             raise ValueError(f"`epochs` must be >= 1. Received: {epochs}")
@@ -89,9 +90,11 @@ class DecoupledStageTwo:
         self.weight_decay = float(weight_decay)
         self.momentum = float(momentum)
         self.logit_scaling = bool(logit_scaling)
-        # Built here so that bad smoothing arguments fail before any work.
+        # Built here so that bad smoothing arguments fail before any work. A
+        # class without training examples is smoothed like the smallest.
         self.loss = LabelAwareSmoothing(
-            counts.tolist(), head=self.eps_head, tail=self.eps_tail, shape=smoothing_shape
+            np.maximum(counts, 1).tolist(), head=self.eps_head, tail=self.eps_tail,
+            shape=smoothing_shape,
         )
 
     def apply(self, model, steps_per_epoch, metrics=None):

@@ -101,6 +101,12 @@ def test_stage_two_model_saves_and_reloads(tmp_path, rng):
 def test_bad_arguments(rng):
     with pytest.raises(ValueError, match="class_counts"):
         DecoupledStageTwo([5])
+    with pytest.raises(ValueError, match="class_counts"):
+        DecoupledStageTwo([0, 0])
+    with pytest.raises(ValueError, match="class_counts"):
+        DecoupledStageTwo([5, -1])
+    # A class without examples (a partial list, a smoke run) is allowed.
+    assert DecoupledStageTwo([5, 0, 2]).loss.epsilons.shape == (3,)
     with pytest.raises(ValueError, match="epochs"):
         DecoupledStageTwo([5, 3], epochs=0)
     model, _, _ = _stage_one(rng)

@@ -214,8 +214,12 @@ def stage_callbacks(config, stage_dir, validate):
     return out
 
 
-def _fit_kwargs(config, data, verbose):
-    validate = config.eval_every > 0
+def _validates(config, epochs):
+    return 0 < config.eval_every <= epochs
+
+
+def _fit_kwargs(config, data, verbose, epochs):
+    validate = _validates(config, epochs)
     kwargs = {"shuffle": False, "verbose": "auto" if verbose is None else verbose}
     if validate:
         kwargs.update(validation_data=data.test, validation_freq=config.eval_every)
@@ -253,8 +257,8 @@ def train_stage_one(config, data, verbose=None):
         data.train,
         epochs=config.epochs,
         steps_per_epoch=data.steps_per_epoch,
-        callbacks=stage_callbacks(config, stage_dir, config.eval_every > 0),
-        **_fit_kwargs(config, data, verbose),
+        callbacks=stage_callbacks(config, stage_dir, _validates(config, config.epochs)),
+        **_fit_kwargs(config, data, verbose, config.epochs),
     )
     return model
 
@@ -289,8 +293,8 @@ def train_stage_two(config, data, model, verbose=None):
         data.stage_two_train,
         data.stage_two_steps,
         metrics=[Top1Accuracy()],
-        callbacks=stage_callbacks(config, stage_dir, config.eval_every > 0),
-        **_fit_kwargs(config, data, verbose),
+        callbacks=stage_callbacks(config, stage_dir, _validates(config, config.stage2_epochs)),
+        **_fit_kwargs(config, data, verbose, config.stage2_epochs),
     )
     return model
 
