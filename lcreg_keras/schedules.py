@@ -6,6 +6,13 @@ import keras
 from keras import ops
 
 
+def _with_warmup(lr, step, base_lr, warmup_steps):
+    """`lr`, except a linear rise to `base_lr` over the first `warmup_steps` steps."""
+    if warmup_steps <= 0:
+        return lr
+    return ops.where(step < warmup_steps, base_lr * (step + 1.0) / warmup_steps, lr)
+
+
 @keras.saving.register_keras_serializable(package="lcreg_keras")
 class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up, then step decay: the CIFAR-LT schedule of LDAM / MiSLAS.
@@ -46,10 +53,7 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
         lr = ops.convert_to_tensor(self.base_lr, "float32")
         for boundary, factor in zip(self.boundaries, self.factors):
             lr = ops.where(step >= boundary, self.base_lr * factor, lr)
-        if self.warmup_steps > 0:
-            warm = self.base_lr * (step + 1.0) / self.warmup_steps
-            lr = ops.where(step < self.warmup_steps, warm, lr)
-        return lr
+        return _with_warmup(lr, step, self.base_lr, self.warmup_steps)
 
     def get_config(self):
         return {
@@ -93,10 +97,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         progress = ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
         cosine = 0.5 * (1.0 + ops.cos(math.pi * progress))
         lr = self.final_lr + (self.base_lr - self.final_lr) * cosine
-        if self.warmup_steps > 0:
-            warm = self.base_lr * (step + 1.0) / self.warmup_steps
-            lr = ops.where(step < self.warmup_steps, warm, lr)
-        return lr
+        return _with_warmup(lr, step, self.base_lr, self.warmup_steps)
 
     def get_config(self):
         return {
