@@ -1,0 +1,177 @@
+"""Fashion-MNIST-LT accuracy study: baselines and Table 4's ablation rows over seeds.
+
+Runs the `fashion_mnist_lt` recipe exactly as a user would (flags only), one
+run per row and seed, skipping runs whose `metrics.json` already exists (so a
+study can be collected over several sittings), then writes a Markdown table
+(mean and 95 % t-interval over seeds) and a bar chart.
+
+  python tools/ablation_study.py --seeds=0,1,2,3,4 --out=runs/study
+  python tools/ablation_study.py --rows=mislas,lcreg --seeds=0 --extra="--epochs=4"
+  python tools/ablation_study.py --collect_only --out=runs/study
+
+Rows:
+  ce            plain cross-entropy: no latents, no mixup, stage one only
+  mislas        MiSLAS-style: mixup stage one, then stage two
+  latent_only   + latent categories (no L_aug, no L_recon), both stages
+  latent_aug    + latent categories + L_aug
+  latent_recon  + latent categories + L_recon
+  lcreg         LCReg: latent categories + L_aug + L_recon, both stages
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+ROWS = {
+    "ce": ["--latent=false", "--mixup_alpha=0", "--stage=1"],
+    "mislas": ["--latent=false", "--stage=both"],
+    "latent_only": ["--latent_aug=false", "--latent_recon=false", "--stage=both"],
+    "latent_aug": ["--latent_recon=false", "--stage=both"],
+    "latent_recon": ["--latent_aug=false", "--stage=both"],
+    "lcreg": ["--stage=both"],
+}
+COLUMNS = ("overall", "many", "medium", "few")
+DIAGNOSTICS = ("latents_in_use", "top_latent_share", "saturated_fraction")
+# Two-sided 95 % Student t quantiles by degrees of freedom.
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def mean_interval(values):
+    """Mean and half-width of the 95 % t-interval (0 for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, T95.get(n - 1, 1.96) * sd / math.sqrt(n)
+
+
+def run_one(row, seed, out, extra):
+    model_dir = os.path.join(out, row, f"seed{seed}")
+    if os.path.exists(os.path.join(model_dir, "metrics.json")):
+        return "done earlier"
+    cmd = [sys.executable, "-m", "lcreg_keras.recipes.fashion_mnist_lt", f"--seed={seed}",
+           f"--model_dir={model_dir}", "--verbose=2", *ROWS[row], *extra]
+    print("$ " + " ".join(cmd[1:]), flush=True)
+    start = time.time()
+    os.makedirs(model_dir, exist_ok=True)
+    with open(os.path.join(model_dir, "log.txt"), "a") as log:
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+    return f"exit {code} in {(time.time() - start) / 60:.1f} min"
+
+
+def last_row(path):
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return rows[-1] if rows else {}
+
+
+def collect(out, rows, rule):
+    table = {}
+    for row in rows:
+        runs = []
+        folder = os.path.join(out, row)
+        for seed_dir in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            path = os.path.join(folder, seed_dir, "metrics.json")
+            if not os.path.exists(path):
+                continue
+            with open(path) as f:
+                metrics = json.load(f)
+            split = metrics["splits"][rule]
+            entry = {c: 100 * split[c] for c in COLUMNS}
+            for key in ("ece", "nll"):
+                if key in metrics:
+                    entry[key] = metrics[key] * (100 if key == "ece" else 1)
+            history = last_row(os.path.join(folder, seed_dir, "stage1", "history.csv"))
+            for key in DIAGNOSTICS:
+                if key in history:
+                    entry[key] = float(history[key])
+            entry["minutes"] = metrics["total_seconds"] / 60
+            runs.append(entry)
+        if runs:
+            table[row] = runs
+    return table
+
+
+def markdown(table):
+    keys = list(COLUMNS) + ["ece", "nll"] + list(DIAGNOSTICS) + ["minutes"]
+    keys = [k for k in keys if any(k in run for runs in table.values() for run in runs)]
+    lines = ["| row | seeds | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for row, runs in table.items():
+        cells = []
+        for key in keys:
+            values = [run[key] for run in runs if key in run and not math.isnan(run[key])]
+            if not values:
+                cells.append("-")
+                continue
+            mean, half = mean_interval(values)
+            cells.append(f"{mean:.2f} ± {half:.2f}" if len(values) > 1 else f"{mean:.2f}")
+        lines.append(f"| {row} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bar_chart(table, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(table)
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(COLUMNS)
+    for i, column in enumerate(COLUMNS):
+        stats = []
+        for row in rows:
+            values = [r[column] for r in table[row] if not math.isnan(r[column])]
+            stats.append(mean_interval(values) if values else (float("nan"), 0.0))
+        ax.bar([x + i * width for x in range(len(rows))], [s[0] for s in stats], width,
+               yerr=[s[1] for s in stats], capsize=3, label=column)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(rows))], rows)
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("Fashion-MNIST-LT (IF 100): mean and 95 % interval over seeds")
+    ax.legend(ncols=4, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--out", default="runs/study")
+    parser.add_argument("--extra", default="", help="more recipe flags for every run")
+    parser.add_argument("--rule", default="cifar10", help="which many/medium/few rule to tabulate")
+    parser.add_argument("--collect_only", action="store_true")
+    parser.add_argument("--chart", default=None, help="bar chart PNG (default: OUT/study.png)")
+    args = parser.parse_args()
+    rows = args.rows.split(",")
+    for row in rows:
+        if row not in ROWS:
+            parser.error(f"unknown row {row!r}; rows: {', '.join(ROWS)}")
+    if not args.collect_only:
+        start = time.time()
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for row in rows:
+                print(f"{row} seed {seed}: {run_one(row, seed, args.out, args.extra.split())}", flush=True)
+        print(f"study time: {(time.time() - start) / 60:.1f} min")
+    table = collect(args.out, rows, args.rule)
+    if not table:
+        print("no finished runs yet")
+        return
+    text = markdown(table)
+    print(text)
+    with open(os.path.join(args.out, "study.md"), "w") as f:
+        f.write(text + "\n")
+    bar_chart(table, args.chart or os.path.join(args.out, "study.png"))
+
+
+if __name__ == "__main__":
+    main()
