@@ -1,5 +1,7 @@
 """Tests of lcreg_keras.evaluation (accuracy and many / medium / few splits)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -156,3 +158,161 @@ def test_format_report_one_line():
          "rule": "count"}, digits=1
     )
     assert nan_line == "top-1 50.0 | many 100.0 | medium 50.0 | few nan [count]"
+
+
+# ---------------------------------------------------------------------------
+# Calibration, NLL and the full report.
+# ---------------------------------------------------------------------------
+
+
+def mislas_ece(labels, probs, num_bins=15):
+    """MiSLAS's loop (np.digitize, right-closed bins), written out for reference."""
+    confidences = probs.max(1)
+    preds = probs.argmax(1)
+    bins = np.linspace(0.0, 1.0, num_bins + 1)
+    indices = np.digitize(confidences, bins, right=True)
+    gaps, counts = np.zeros(num_bins), np.zeros(num_bins)
+    for b in range(num_bins):
+        selected = np.where(indices == b + 1)[0]
+        if len(selected):
+            gaps[b] = abs(np.mean(labels[selected] == preds[selected])
+                          - np.mean(confidences[selected]))
+            counts[b] = len(selected)
+    return np.sum(gaps * counts) / np.sum(counts)
+
+
+def test_softmax_is_stable_and_normalised():
+    probs = ev.softmax([[1000.0, 0.0, -1000.0], [1.0, 2.0, 3.0]])
+    assert np.all(np.isfinite(probs))
+    np.testing.assert_allclose(probs.sum(-1), 1.0)
+    np.testing.assert_allclose(probs[0], [1.0, 0.0, 0.0], atol=1e-12)
+    expected = np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum()
+    np.testing.assert_allclose(probs[1], expected)
+    with pytest.raises(ValueError, match="finite"):
+        ev.softmax([[np.nan, 0.0]])
+
+
+def test_ece_perfectly_calibrated_is_zero():
+    # 10 samples at confidence 0.8 with 8 right, 10 at 0.6 with 6 right.
+    probs = np.array([[0.8, 0.2]] * 10 + [[0.6, 0.4]] * 10)
+    labels = np.array([0] * 8 + [1] * 2 + [0] * 6 + [1] * 4)
+    assert ev.expected_calibration_error(labels, probs) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ece_overconfident_known_values():
+    # Confidence 0.9 everywhere, 60 % right: ECE = 0.3.
+    probs = np.array([[0.9, 0.05, 0.05]] * 10)
+    labels = np.array([0] * 6 + [2] * 4)
+    assert ev.expected_calibration_error(labels, probs) == pytest.approx(0.3)
+    # Two bins: 4 at 0.95 with 2 right (gap 0.45), 6 at 0.55 with 3 right
+    # (gap 0.05): 0.4 * 0.45 + 0.6 * 0.05 = 0.21.
+    probs = np.array([[0.95, 0.05]] * 4 + [[0.55, 0.45]] * 6)
+    labels = np.array([0, 0, 1, 1, 0, 0, 0, 1, 1, 1])
+    assert ev.expected_calibration_error(labels, probs) == pytest.approx(0.21)
+    bins = ev.reliability_bins(labels, probs)
+    assert bins["count"].sum() == 10 and bins["count"][14] == 4 and bins["count"][8] == 6
+    assert bins["accuracy"][14] == 0.5 and bins["confidence"][8] == pytest.approx(0.55)
+    assert np.isnan(bins["accuracy"][0]) and np.isnan(bins["confidence"][0])
+
+
+def test_ece_bins_are_closed_on_the_right_and_ties_go_low():
+    # 0.5 is the upper edge of bin 1 with 4 bins; 1.0 is in the last bin.
+    assert ev.confidence_bin([0.5, 0.5000001, 1.0, 0.0, 0.25], 4).tolist() == [1, 2, 3, 0, 0]
+    # A tie: argmax picks class 0, so label 1 is wrong at confidence 0.5.
+    bins = ev.reliability_bins([1, 0], [[0.5, 0.5], [0.5, 0.5]], num_bins=4)
+    assert bins["count"].tolist() == [0, 2, 0, 0]
+    assert bins["accuracy"][1] == 0.5 and bins["confidence"][1] == 0.5
+    assert ev.expected_calibration_error([1, 1], [[0.5, 0.5]] * 2, 4) == 0.5
+
+
+def test_ece_matches_mislas_reference(rng):
+    logits = rng.normal(size=(500, 7)) * 3
+    labels = rng.integers(0, 7, 500)
+    probs = ev.softmax(logits)
+    for num_bins in (1, 10, 15):
+        expected = mislas_ece(labels, probs, num_bins)
+        assert ev.expected_calibration_error(labels, probs, num_bins) == pytest.approx(expected)
+        # Logits are detected and turned into probabilities.
+        assert ev.expected_calibration_error(labels, logits, num_bins) == pytest.approx(expected)
+
+
+def test_ece_errors_and_empty():
+    assert np.isnan(ev.expected_calibration_error(np.zeros(0, int), np.zeros((0, 3))))
+    with pytest.raises(ValueError, match="num_bins"):
+        ev.expected_calibration_error([0], [[1.0, 0.0]], num_bins=0)
+    with pytest.raises(ValueError, match=r"\(N, C\)"):
+        ev.expected_calibration_error([0], [1.0, 0.0])
+    with pytest.raises(ValueError, match="same length"):
+        ev.expected_calibration_error([0, 1], [[1.0, 0.0]])
+    with pytest.raises(ValueError, match="labels"):
+        ev.expected_calibration_error([2], [[1.0, 0.0]])
+    with pytest.raises(ValueError, match="from_logits"):
+        ev.expected_calibration_error([0], [[2.0, 0.0]], from_logits=False)
+
+
+def test_negative_log_likelihood_probs_and_logits():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.25, 0.5, 0.25]])
+    labels = np.array([0, 2, 0])
+    expected = -np.mean(np.log([0.7, 0.8, 0.25]))
+    assert ev.negative_log_likelihood(labels, probs) == pytest.approx(expected)
+    logits = np.log(probs) + 5.0  # same softmax
+    assert ev.negative_log_likelihood(labels, logits) == pytest.approx(expected)
+    assert ev.negative_log_likelihood(labels, logits, from_logits=True) == pytest.approx(expected)
+    # Huge logits stay finite and exact (log-softmax, no clipping).
+    assert ev.negative_log_likelihood([1], [[1000.0, 0.0]]) == pytest.approx(1000.0)
+    # A zero probability is clipped at epsilon.
+    assert ev.negative_log_likelihood([1], [[1.0, 0.0]]) == pytest.approx(-np.log(1e-12))
+    assert np.isnan(ev.negative_log_likelihood(np.zeros(0, int), np.zeros((0, 2))))
+
+
+def test_evaluation_report_hand_computed():
+    train_counts = [300, 150, 50, 30, 10, 5]
+    labels = np.array([0, 0, 1, 1, 1, 2, 3, 3, 4])  # class 5 absent from the test set
+    preds = np.array([0, 1, 1, 1, 0, 2, 0, 0, 4])
+    logits = 4.0 * np.eye(6)[preds]
+    names = ["a", "b", "c", "d", "e", "f"]
+    report = ev.evaluation_report(labels, logits, train_counts, class_names=names)
+    assert report["top1"] == pytest.approx(5 / 9)
+    assert report["rule"] == "count" and list(report["splits"]) == ["count"]
+    count = report["splits"]["count"]
+    assert count["rule"] == "count (many > 100, few < 20)"
+    assert (count["many"], count["medium"], count["few"]) == pytest.approx((3 / 5, 1 / 3, 1.0))
+    assert report["many"] == count["many"]
+    assert count["classes"] == {"many": [0, 1], "medium": [2, 3], "few": [4, 5]}
+    acc = report["per_class_accuracy"]
+    assert acc[:5] == pytest.approx([0.5, 2 / 3, 1.0, 0.0, 1.0]) and acc[5] is None
+    assert report["per_class"][5] == {
+        "class": 5, "name": "f", "train_count": 5, "test_count": 0, "accuracy": None
+    }
+    assert report["per_class"][1]["test_count"] == 3
+    probs = ev.softmax(logits)
+    assert report["ece"] == pytest.approx(ev.expected_calibration_error(labels, probs))
+    assert report["nll"] == pytest.approx(ev.negative_log_likelihood(labels, logits, True))
+    assert report["num_bins"] == 15 and report["num_examples"] == 9 and report["num_classes"] == 6
+    assert sum(report["reliability"]["count"]) == 9
+    # Valid strict JSON: NaN became None.
+    json.dumps(report, allow_nan=False)
+
+
+def test_evaluation_report_names_both_rules():
+    counts = long_tailed_counts(5000, 10, 100)
+    labels = np.repeat(np.arange(10), 3)
+    logits = np.eye(10)[labels] * 3
+    report = ev.evaluation_report(labels, logits, counts, rule="cifar10")
+    assert list(report["splits"]) == ["count", "cifar10"]
+    assert report["rule"] == "cifar10"
+    assert report["splits"]["cifar10"]["rule"] == "index (cifar10)"
+    assert report["splits"]["count"]["rule"].startswith("count")
+    assert report["splits"]["count"]["few"] is None  # no class under 20 images
+    assert report["top1"] == 1.0 and report["per_class"][0]["name"] == "0"
+    report = ev.evaluation_report(labels, logits, counts, rule="index", ranges=[(0, 5), (5, 8), (8, 10)])
+    assert report["splits"]["index"]["num_classes"] == {"many": 5, "medium": 3, "few": 2}
+
+
+def test_evaluation_report_errors():
+    with pytest.raises(ValueError, match="train_counts"):
+        ev.evaluation_report([0], [[1.0, 0.0]], [5, 5, 5])
+    with pytest.raises(ValueError, match="class_names"):
+        ev.evaluation_report([0], [[1.0, 0.0]], [5, 5], class_names=["x"])
+    with pytest.raises(ValueError, match="rule"):
+        ev.evaluation_report([0], [[1.0, 0.0]], [5, 5], rule="median")
