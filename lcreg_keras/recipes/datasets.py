@@ -85,6 +85,15 @@ class Data:
         return text
 
 
+def stage_two_sizes(config, labels, num_classes):
+    """Examples per stage-two epoch (default: max count x C) and its batch size."""
+    from lcreg_keras.data import default_epoch_size
+
+    size = config.stage2_epoch_size or default_epoch_size(labels, num_classes)
+    batch = min(config.stage2_batch_size or config.batch_size, size)
+    return size, batch
+
+
 def capped_long_tail(images, labels, config, n_max, num_classes):
     """The long-tailed subset, shrunk (same shape of tail) to `max_train_examples`."""
     from lcreg_keras.data import long_tailed_counts
@@ -122,7 +131,6 @@ def small_image_data(
     """
     from lcreg_keras.data import channel_stats
     from lcreg_keras.data import class_counts
-    from lcreg_keras.data import default_epoch_size
     from lcreg_keras.data import small_image_eval_dataset
     from lcreg_keras.data import small_image_train_dataset
 
@@ -141,10 +149,10 @@ def small_image_data(
     )
     test_ds = small_image_eval_dataset(x_test, y_test, config.eval_batch_size, mean, std)
     # Stage two: class-aware balanced batches, same augmentation, no mixup.
-    balanced_size = default_epoch_size(y_train, num_classes)
+    balanced_size, stage_two_batch = stage_two_sizes(config, y_train, num_classes)
     stage_two = small_image_train_dataset(
-        x_train, y_train, num_classes, min(config.batch_size, balanced_size),
-        mean, std, mixup_alpha=0.0, seed=config.seed, sampler="class_aware",
+        x_train, y_train, num_classes, stage_two_batch, mean, std, mixup_alpha=0.0,
+        seed=config.seed, sampler="class_aware", epoch_size=balanced_size,
     )
     shape = x_train.shape[1:] if x_train.ndim == 4 else x_train.shape[1:] + (1,)
     return Data(
@@ -163,7 +171,7 @@ def small_image_data(
             "resize": None,
         },
         stage_two_train=stage_two,
-        stage_two_steps=balanced_size // min(config.batch_size, balanced_size),
+        stage_two_steps=balanced_size // stage_two_batch,
         source=source,
         class_names=class_names,
     )
@@ -311,7 +319,6 @@ def _check_split(paths, labels, config, split):
 
 def image_list_data(name, config):
     """The `Data` of ImageNet-LT, Places-LT or iNaturalist 2018 from list files."""
-    from lcreg_keras.data import balanced
     from lcreg_keras.data import class_counts
     from lcreg_keras.data import image_lists
     from lcreg_keras.data import image_pipeline
@@ -357,11 +364,10 @@ def image_list_data(name, config):
         train_paths, train_labels, num_classes, batch_size,
         mixup_alpha=config.mixup_alpha, **common,
     )
-    balanced_size = balanced.default_epoch_size(train_labels, num_classes)
-    stage_two_batch = min(batch_size, balanced_size)
+    balanced_size, stage_two_batch = stage_two_sizes(config, train_labels, num_classes)
     stage_two = image_pipeline.image_train_dataset(
         train_paths, train_labels, num_classes, stage_two_batch,
-        mixup_alpha=0.0, sampler="class_aware", **common,
+        mixup_alpha=0.0, sampler="class_aware", epoch_size=balanced_size, **common,
     )
     test = image_pipeline.image_eval_dataset(
         test_paths, test_labels, config.eval_batch_size, image_size=config.image_size,

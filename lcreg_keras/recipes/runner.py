@@ -188,7 +188,19 @@ def learning_rate(config, steps_per_epoch):
     raise ValueError(f"`schedule` must be 'cosine' or 'warmup_step'. Received: {config.schedule!r}")
 
 
-def stage_callbacks(config, stage_dir, validate):
+def _sample_images(data, count=12):
+    """Model inputs of up to `count` test images, one class after another."""
+    import numpy as np
+
+    for x, y in data.test.take(1):
+        x, y = np.asarray(x), np.asarray(y)
+        order = np.argsort(y, kind="stable")
+        picks = [order[np.searchsorted(y[order], c)] for c in np.unique(y)][:count]
+        return x[picks]
+    return None
+
+
+def stage_callbacks(config, stage_dir, validate, data=None):
     """Logging, checkpoints and crash recovery of one stage."""
     import keras
 
@@ -202,6 +214,11 @@ def stage_callbacks(config, stage_dir, validate):
         keras.callbacks.TensorBoard(os.path.join(stage_dir, "tensorboard"), update_freq="epoch"),
         keras.callbacks.TerminateOnNaN(),
     ]
+    images = _sample_images(data) if data is not None and config.latent else None
+    if images is not None:
+        from lcreg_keras.visualize import LatentUsageImages
+
+        out.append(LatentUsageImages(images, os.path.join(stage_dir, "tensorboard", "latents")))
     if validate:
         out.append(
             keras.callbacks.ModelCheckpoint(
@@ -257,7 +274,7 @@ def train_stage_one(config, data, verbose=None):
         data.train,
         epochs=config.epochs,
         steps_per_epoch=data.steps_per_epoch,
-        callbacks=stage_callbacks(config, stage_dir, _validates(config, config.epochs)),
+        callbacks=stage_callbacks(config, stage_dir, _validates(config, config.epochs), data),
         **_fit_kwargs(config, data, verbose, config.epochs),
     )
     return model
@@ -293,7 +310,7 @@ def train_stage_two(config, data, model, verbose=None):
         data.stage_two_train,
         data.stage_two_steps,
         metrics=[Top1Accuracy()],
-        callbacks=stage_callbacks(config, stage_dir, _validates(config, config.stage2_epochs)),
+        callbacks=stage_callbacks(config, stage_dir, _validates(config, config.stage2_epochs), data),
         **_fit_kwargs(config, data, verbose, config.stage2_epochs),
     )
     return model
