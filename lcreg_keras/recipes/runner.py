@@ -326,7 +326,12 @@ def evaluate(config, data, model):
         rule: evaluation.split_accuracy(data.test_labels, logits, data.train_counts, rule=rule)
         for rule in rules
     }
-    return {"top1": splits[config.eval_rule]["overall"], "splits": splits}
+    return {
+        "top1": splits[config.eval_rule]["overall"],
+        "splits": splits,
+        "ece": evaluation.expected_calibration_error(data.test_labels, logits, from_logits=True),
+        "nll": evaluation.negative_log_likelihood(data.test_labels, logits, from_logits=True),
+    }
 
 
 def run(config, verbose=None):
@@ -381,6 +386,8 @@ def run(config, verbose=None):
         "backend": keras.config.backend(),
         "top1": final["top1"],
         "splits": final["splits"],
+        "ece": final.get("ece"),
+        "nll": final.get("nll"),
         "stages": results,
         "paper_top1": config.paper_top1,
         "train_examples": int(sum(data.train_counts)),
@@ -395,6 +402,9 @@ def run(config, verbose=None):
     for stage, result in results.items():
         for report in result["splits"].values():
             print(evaluation.format_report(report, name=f"{name} {stage}"), flush=True)
+        if result.get("ece") is not None:
+            print(f"{name} {stage}: ECE {100 * result['ece']:.2f} % (15 bins), "
+                  f"NLL {result['nll']:.3f}", flush=True)
     if config.paper_top1 is not None:
         print(f"paper: top-1 {config.paper_top1:.1f}", flush=True)
     if metrics["skipped_images"]:
