@@ -374,6 +374,36 @@ class LCRegModel(keras.Model):
         return tuple(t for t in TERMS if t not in off)
 
     # --------------------------------------------------------- fit / evaluate
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # TensorFlow backend under a tf.distribute strategy: Keras takes one
+        # batch to build the model and merges its replicas with
+        # `strategy.reduce`, which MultiWorkerMirroredStrategy cannot do on an
+        # (x, y) tuple (keras-team/keras#20585). Only the shapes matter: take
+        # the first replica's part instead.
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is not None and iterator is not None and data_batch is None:
+            import tensorflow as tf
+
+            for _, _, it in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v,
+                    next(it),
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        logs = super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        if _multi_worker_replica():
+            # Keras merges the step's logs over MultiWorkerMirroredStrategy's
+            # replicas with `reduce("MEAN", axis=0)`, which fails on scalars
+            # (keras-team/keras#20585); as shape (1,) they reduce to the scalar.
+            logs = {k: ops.reshape(v, (1,)) for k, v in logs.items()}
+        return logs
+
     def fit(self, x=None, y=None, batch_size=None, epochs=1, steps_per_epoch=None, **kwargs):
         self._check_labels(y)
         if "validation_data" in kwargs and isinstance(kwargs["validation_data"], tuple):
@@ -464,6 +494,20 @@ class LCRegModel(keras.Model):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+def _multi_worker_replica():
+    """True inside a replica of a multi-worker tf.distribute strategy."""
+    if keras.config.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    return (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()
+        and not tf.distribute.in_cross_replica_context()
+    )
 
 
 def _replicas_in_sync():

@@ -77,6 +77,7 @@ FLAG_FIELDS = (
 )
 
 FLAGS = flags.FLAGS
+_BACKUP_ROOT = {}  # a worker's model_dir -> the chief's, where the backups are
 CIFAR_RESNETS = ("resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 
 
@@ -204,11 +205,18 @@ def stage_callbacks(config, stage_dir, validate, data=None):
     """Logging, checkpoints and crash recovery of one stage."""
     import keras
 
+    from lcreg_keras import resume
     from lcreg_keras.callbacks import LearningRateLogger
 
+    backup_root = _BACKUP_ROOT.get(config.model_dir, config.model_dir)
     out = [
         LearningRateLogger(),  # first: the loggers below see `learning_rate`
-        keras.callbacks.BackupAndRestore(os.path.join(stage_dir, "backup")),
+        # Resumes at the last finished epoch with the data order it would
+        # have had; only the chief worker writes, every worker restores.
+        resume.BackupAndRestore(
+            os.path.join(backup_root, os.path.basename(stage_dir), "backup"),
+            dataset=None if data is None else (data.train, data.stage_two_train),
+        ),
         keras.callbacks.ModelCheckpoint(os.path.join(stage_dir, "last.keras")),
         keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(stage_dir, "tensorboard"), update_freq="epoch"),
@@ -338,13 +346,17 @@ def run(config, verbose=None):
     """Trains and evaluates one config; returns the metrics dict it writes."""
     import keras
 
+    from lcreg_keras import distribute
     from lcreg_keras import evaluation
-    from lcreg_keras.distribute import distribution_scope
     from lcreg_keras.recipes import datasets
 
     if config.stage not in ("1", "2", "both"):
         raise ValueError(f"`stage` must be 1, 2 or both. Received: {config.stage!r}")
     start = time.time()
+    distribute.prepare(config.distribution)  # before any TF op / JAX computation
+    scratch = distribute.worker_dir(config.model_dir)  # non-chief workers write here
+    _BACKUP_ROOT[scratch] = config.model_dir
+    config = config.replace(model_dir=scratch)
     os.makedirs(config.model_dir, exist_ok=True)
     if config.mixed_precision:
         keras.config.set_dtype_policy(config.mixed_precision)
@@ -356,8 +368,8 @@ def run(config, verbose=None):
 
     results = {}
     stage1_dir = os.path.join(config.model_dir, "stage1")
-    with distribution_scope(config.distribution) as where:
-        print(f"devices: {where}; global batch {config.batch_size}, lr {config.lr}", flush=True)
+    with distribute.distribution_scope(config.distribution) as where:
+        print(f"devices: {where}; {where.batch_note(config.batch_size, config.lr)}", flush=True)
         model = None
         if config.stage in ("1", "both"):
             model = train_stage_one(config, data, verbose)

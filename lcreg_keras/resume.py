@@ -1,0 +1,190 @@
+"""Resuming a run exactly: the pipelines' epoch counter and a safer backup.
+
+The training pipelines of `lcreg_keras.data` key every random choice (order,
+crops, flips, mixup) on `(seed, epoch, batch)`, where `epoch` is a counter
+the dataset object keeps (a CPU `tf.Variable`, incremented each time an
+iterator over it starts). Left alone, that counter is wrong in two cases:
+
+- after `keras.callbacks.BackupAndRestore` resumes a run at epoch `k`, the
+  dataset is a new object whose counter starts at 0, so epoch `k` would
+  replay epoch 0's permutation, crops and mixup;
+- `fit` itself sometimes pulls one batch before training to build the model
+  (the TensorFlow backend under a `tf.distribute` strategy, JAX and PyTorch
+  while the compiled metrics are unbuilt), which starts an iterator and
+  moves the counter to 1: the first epoch would draw epoch 1's numbers, and
+  a distributed run would see other batches than a one-device run.
+
+`DataEpochSync(dataset)` sets the counter to the epoch `fit` is about to
+train, at the start of the first epoch of each `fit` call (after any resume,
+before `fit` starts its first iterator), so epoch `e` of a run always draws
+epoch `e`'s numbers: a resumed run sees the batches the uninterrupted run
+would have seen, and one, two or many replicas see the same global batches.
+
+`BackupAndRestore(backup_dir, dataset=...)` is Keras' callback plus that
+synchronisation, atomic writes, and multi-worker awareness (the chief writes,
+every worker restores). With it, a run killed and started again ends with
+the same weights, bit for bit on CPU, as a run never interrupted
+(tests/determinism_test.py).
+
+Usage (the callbacks' place in the list does not matter):
+
+    model.fit(
+        data.train,
+        epochs=epochs,
+        callbacks=[BackupAndRestore(backup_dir, dataset=data.train)],
+    )
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+
+from lcreg_keras.distribute import is_chief
+
+
+def epoch_counter(dataset):
+    """The epoch counter of an `lcreg_keras.data` training dataset, or None.
+
+    Datasets derived from it (`dataset.map(...)`, distributed datasets) do not
+    carry the counter; pass the dataset the pipeline function returned.
+    """
+    return getattr(dataset, "_lcreg_epoch_counter", None)
+
+
+def set_data_epoch(dataset, epoch):
+    """Makes the next pass over `dataset` draw epoch `epoch`; False if it has no counter."""
+    counter = epoch_counter(dataset)
+    if counter is None:
+        return False
+    counter.assign(int(epoch))
+    return True
+
+
+class DataEpochSync(keras.callbacks.Callback):
+    """Points `lcreg_keras.data` pipelines at the epoch `fit` trains.
+
+    At the first `on_epoch_begin` of every `fit` call (epoch `k`: 0 for a
+    fresh run, the restored epoch after `BackupAndRestore`), each dataset's
+    epoch counter is set to `k`; the following epochs advance it themselves.
+    A dataset without a counter (any other `tf.data.Dataset`, a NumPy array)
+    is left alone.
+
+    Args:
+        dataset: the training dataset as returned by
+            `lcreg_keras.data.small_image_train_dataset` or the file-list
+            pipeline (not a `.map` of it), or a list / tuple of them (e.g.
+            stage one's and stage two's: setting the counter of a dataset
+            that this `fit` does not iterate is harmless, the next `fit`
+            sets it again).
+    """
+
+    def __init__(self, dataset):
+        super().__init__()
+        self.datasets = _as_list(dataset)
+        self._pending = True
+
+    def on_train_begin(self, logs=None):
+        self._pending = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._pending:
+            for dataset in self.datasets:
+                set_data_epoch(dataset, epoch)
+            self._pending = False
+
+
+def _as_list(dataset):
+    if dataset is None:
+        return []
+    if isinstance(dataset, (list, tuple)):
+        return [d for d in dataset if d is not None]
+    return [dataset]
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` for resumable, reproducible runs.
+
+    What it adds to Keras' callback (same arguments, plus `dataset`):
+
+    - the data order: with `dataset` (an `lcreg_keras.data` training
+      pipeline) it also does what `DataEpochSync` does, so the resumed
+      epochs draw the batches the uninterrupted run would have drawn;
+    - crash safety: the weights and the metadata (the epoch) are written to
+      temporary files and renamed into place, weights first, so a kill
+      during a backup leaves the previous backup whole (Keras writes in
+      place: a kill during `save_weights` leaves a truncated file). Only a
+      kill between the two renames (microseconds) would pair the new
+      weights with the old epoch and repeat one epoch. Remote folders
+      (`gs://...`) keep Keras' in-place writes;
+    - several workers: only the chief (`lcreg_keras.distribute.is_chief()`)
+      writes and deletes the backup; every worker restores from it, so the
+      backup folder must be shared (a network file system or a bucket), as
+      for tf.keras' multi-worker BackupAndRestore. The workers then restart
+      from the same epoch with the same weights.
+
+    Args:
+        backup_dir: the folder of the backup (shared by all workers).
+        dataset: optional training dataset (or list of them, see
+            `DataEpochSync`) whose epoch counter follows the restored epoch.
+        **kwargs: `save_freq`, `double_checkpoint`, `delete_checkpoint` as in
+            Keras.
+    """
+
+    def __init__(self, backup_dir, dataset=None, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self._data_sync = DataEpochSync(dataset) if _as_list(dataset) else None
+
+    def set_model(self, model):
+        super().set_model(model)
+        if self._data_sync is not None:
+            self._data_sync.set_model(model)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._data_sync is not None:
+            self._data_sync.on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        if self._data_sync is not None:
+            self._data_sync.on_epoch_begin(epoch, logs)
+
+    def _save_model(self):
+        if not is_chief():
+            # The other workers save too (reading distributed variables may
+            # need them all), into a local scratch folder they delete.
+            scratch = tempfile.mkdtemp(prefix="lcreg-backup-")
+            try:
+                self.model.save_weights(os.path.join(scratch, "latest.weights.h5"))
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            return
+        if "://" in str(self.backup_dir):  # gs://, s3://, ...: Keras' own writes
+            return super()._save_model()
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint and os.path.exists(self._weights_path):
+            _copy_atomic(self._weights_path, self._prev_weights_path)
+        if self.double_checkpoint and os.path.exists(self._training_metadata_path):
+            _copy_atomic(self._training_metadata_path, self._prev_training_metadata_path)
+        tmp_weights = os.path.join(self.backup_dir, "writing.weights.h5")
+        self.model.save_weights(filepath=tmp_weights, overwrite=True)
+        tmp_meta = self._training_metadata_path + ".writing"
+        with open(tmp_meta, "w") as f:
+            f.write(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_weights, self._weights_path)
+        os.replace(tmp_meta, self._training_metadata_path)
+
+    def on_train_end(self, logs=None):
+        if is_chief():
+            super().on_train_end(logs)
+
+
+def _copy_atomic(source, target):
+    tmp = target + ".writing"
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
