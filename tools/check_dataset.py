@@ -261,7 +261,7 @@ def main(argv=None):
     if args.dataset not in datasets.LIST_DATASETS or args.no_files:
         return 0
 
-    from lcreg_keras.data.image_pipeline import check_images
+    from lcreg_keras.data.image_files import check_images
 
     splits = ["train", "test"] if args.split == "both" else [args.split]
     bad = []

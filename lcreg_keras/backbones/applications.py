@@ -27,10 +27,11 @@ import warnings
 import keras
 from keras import ops
 
-# torchvision's ImageNet statistics (what our pipelines normalise with) and
-# the caffe means (BGR, 0..255) the keras.applications checkpoints expect.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from lcreg_keras.backbones.resnet_cifar import _conv_initializer
+from lcreg_keras.data.normalization import IMAGENET_MEAN
+from lcreg_keras.data.normalization import IMAGENET_STD
+
+# The caffe means (BGR, 0..255) the keras.applications checkpoints expect.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
@@ -57,7 +58,6 @@ class CaffeInput(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-from lcreg_keras.backbones.resnet_cifar import _conv_initializer
 
 
 def _keras_resnet(builder, input_shape, weights, trainable, name):

@@ -290,7 +290,7 @@ def _find_list(config, names, split):
 
 def _check_split(paths, labels, config, split):
     """The header scan of one split: drop (skip mode) or refuse bad files."""
-    from lcreg_keras.data.image_pipeline import UnreadableImagesError
+    from lcreg_keras.data.image_files import UnreadableImagesError
     from lcreg_keras.data.image_pipeline import check_images
 
     start = time.time()
