@@ -32,6 +32,8 @@ import tarfile
 
 import numpy as np
 
+from lcreg_keras.data.keras_cache import keras_cache_dirs
+
 CIFAR10_CLASSES = (
     "airplane",
     "automobile",
@@ -77,26 +79,6 @@ def _check_num_classes(num_classes):
     if num_classes not in _LAYOUT:
         raise ValueError(f"`num_classes` must be 10 or 100. Received: num_classes={num_classes!r}")
     return int(num_classes)
-
-
-def keras_cache_dirs():
-    """The `datasets` folders of the Keras cache, most likely first.
-
-    Example:
-        >>> keras_cache_dirs()[-1]
-        '/tmp/.keras/datasets'
-    """
-    homes = []
-    if os.environ.get("KERAS_HOME"):
-        homes.append(os.environ["KERAS_HOME"])
-    homes.append(os.path.join(os.path.expanduser("~"), ".keras"))
-    homes.append(os.path.join("/tmp", ".keras"))
-    dirs = []
-    for home in homes:
-        path = os.path.join(os.path.expanduser(home), "datasets")
-        if path not in dirs:
-            dirs.append(path)
-    return dirs
 
 
 # Replaceable in tests: a callable returning the folders searched after

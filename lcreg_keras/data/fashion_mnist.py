@@ -27,6 +27,8 @@ import zlib
 
 import numpy as np
 
+from lcreg_keras.data.keras_cache import keras_cache_dirs as keras_dataset_dirs
+
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
 TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
@@ -68,17 +70,7 @@ def keras_cache_dirs():
         >>> keras_cache_dirs()[0].endswith("fashion-mnist")
         True
     """
-    homes = []
-    if os.environ.get("KERAS_HOME"):
-        homes.append(os.environ["KERAS_HOME"])
-    homes.append(os.path.join(os.path.expanduser("~"), ".keras"))
-    homes.append(os.path.join("/tmp", ".keras"))
-    dirs = []
-    for home in homes:
-        path = os.path.join(os.path.expanduser(home), "datasets", "fashion-mnist")
-        if path not in dirs:
-            dirs.append(path)
-    return dirs
+    return [os.path.join(folder, "fashion-mnist") for folder in keras_dataset_dirs()]
 
 
 def default_search_paths():

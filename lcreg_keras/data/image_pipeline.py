@@ -70,7 +70,6 @@ import os
 import sys
 from typing import Optional
 
-import numpy as np
 import tensorflow as tf
 
 from lcreg_keras.data.image_files import _JPEG_MAGIC
@@ -82,6 +81,7 @@ from lcreg_keras.data.normalization import IMAGENET_MEAN
 from lcreg_keras.data.normalization import IMAGENET_STD
 from lcreg_keras.data.normalization import INATURALIST_MEAN  # noqa: F401  (public name)
 from lcreg_keras.data.normalization import INATURALIST_STD  # noqa: F401  (public name)
+from lcreg_keras.data.pipeline import _as_labels
 from lcreg_keras.data.pipeline import _check_positive_int
 from lcreg_keras.data.pipeline import _deterministic
 from lcreg_keras.data.pipeline import _fold
@@ -297,22 +297,6 @@ def _as_paths(paths):
     return paths
 
 
-def _as_labels(labels, n, num_classes=None):
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or len(labels) != n:
-        raise ValueError(
-            f"`labels` must be a 1-D array with one label per path ({n}). "
-            f"Received shape {labels.shape}."
-        )
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"`labels` must hold integer class ids. Received dtype {labels.dtype}.")
-    if labels.min() < 0 or (num_classes is not None and labels.max() >= num_classes):
-        bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
-        bad = labels.min() if labels.min() < 0 else labels.max()
-        raise ValueError(f"`labels` must lie in {bound}. Found {bad}.")
-    return labels.astype(np.int32)
-
-
 def _check_range(value, name):
     try:
         low, high = (float(v) for v in value)
@@ -474,7 +458,7 @@ def image_train_dataset(
     """
     paths = _as_paths(paths)
     num_classes = _check_positive_int(num_classes, "num_classes")
-    labels = _as_labels(labels, len(paths), num_classes)
+    labels = _as_labels(labels, len(paths), num_classes, per="path")
     batch_size = _check_positive_int(batch_size, "batch_size")
     image_size = _check_positive_int(image_size, "image_size")
     if not color_jitter >= 0:
@@ -626,7 +610,7 @@ def image_eval_dataset(
         >>> ds = image_eval_dataset(paths, labels, 256)  # doctest: +SKIP
     """
     paths = _as_paths(paths)
-    labels = _as_labels(labels, len(paths))
+    labels = _as_labels(labels, len(paths), per="path")
     batch_size = _check_positive_int(batch_size, "batch_size")
     image_size = _check_positive_int(image_size, "image_size")
     if resize_size is not None:

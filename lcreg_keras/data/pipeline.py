@@ -57,11 +57,12 @@ def _as_nhwc(images, name="images"):
     return images
 
 
-def _as_labels(labels, n, num_classes=None):
+def _as_labels(labels, n, num_classes=None, per="image"):
+    """`labels` as int32, checked: 1-D, one per `per` (n of them), in [0, num_classes)."""
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != n:
         raise ValueError(
-            f"`labels` must be a 1-D array with one label per image ({n}). "
+            f"`labels` must be a 1-D array with one label per {per} ({n}). "
             f"Received shape {labels.shape}."
         )
     if not np.issubdtype(labels.dtype, np.integer):
