@@ -163,6 +163,39 @@ def test_in_step_mixup_mixes_labels_like_inputs(rng):
     assert sorted(order.tolist()) == list(range(16))
 
 
+@pytest.mark.parametrize("alpha", [1.0, 0.4])
+def test_in_step_mixup_lam_follows_beta(alpha):
+    """lam ~ Beta(alpha, alpha): mean 1/2, variance 1 / (4 (2 alpha + 1)).
+
+    alpha = 1 draws a uniform instead of two gammas; the law must not move.
+    """
+    model = LCRegModel(tiny_backbone(), num_classes=3, latent=False, mixup_alpha=alpha, seed=11)
+    x = np.zeros((4,) + SHAPE, "float32")
+    draws = np.array([float(ops.convert_to_numpy(model._mixup(x)[1][0])) for _ in range(600)])
+    assert draws.min() >= 0.0 and draws.max() <= 1.0
+    variance = 1 / (4 * (2 * alpha + 1))
+    assert abs(draws.mean() - 0.5) < 4 * np.sqrt(variance / draws.size)
+    # The tolerance is over 4 SE of the sample variance for both alphas and
+    # under the 0.056 gap between Beta(0.4, 0.4) and a uniform.
+    assert abs(draws.var() - variance) < 4 * np.sqrt(2 / draws.size) * variance * 1.5
+    assert len(np.unique(draws)) == draws.size
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's XLA")
+def test_tensorflow_xla_and_in_step_mixup(rng):
+    """alpha = 1 compiles with XLA; other alphas decline jit_compile cleanly."""
+    x, y = toy_data(rng, n=32)
+    model = LCRegModel(tiny_backbone(), num_classes=3, num_latents=4, mixup_alpha=1.0, seed=0)
+    model.compile(keras.optimizers.SGD(0.01), jit_compile=True)
+    assert model.jit_compile is True
+    assert np.isfinite(model.fit(x, y, batch_size=16, epochs=1, verbose=0).history["loss"][0])
+    other = LCRegModel(tiny_backbone(), num_classes=3, num_latents=4, mixup_alpha=0.4, seed=0)
+    with pytest.warns(UserWarning, match="jit_compile"):
+        other.compile(keras.optimizers.SGD(0.01), jit_compile=True)
+    assert other.jit_compile is False
+    assert np.isfinite(other.fit(x, y, batch_size=16, epochs=1, verbose=0).history["loss"][0])
+
+
 def test_soft_labels_from_the_pipeline(rng):
     x, y = toy_data(rng, n=32)
     soft = np.eye(3, dtype="float32")[y] * 0.7 + 0.1

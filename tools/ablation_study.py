@@ -8,6 +8,13 @@ study can be collected over several sittings), then writes a Markdown table
   python tools/ablation_study.py --seeds=0,1,2,3,4 --out=runs/study
   python tools/ablation_study.py --rows=mislas,lcreg --seeds=0 --extra="--epochs=4"
   python tools/ablation_study.py --collect_only --out=runs/study
+  python tools/ablation_study.py --workers=2 --threads=1 ...   # two runs at once
+
+On a small CPU, several single-threaded runs side by side finish a study sooner
+than one run using every core (2 cores here: about 300 img/s per one-thread
+run against about 500 for one two-thread run). `--workers` runs that many at
+once, each pinned to its own `--threads` cores with TensorFlow's and OpenMP's
+thread pools sized to match.
 
 Rows:
   ce            plain cross-entropy: no latents, no mixup, stage one only
@@ -23,8 +30,10 @@ import csv
 import json
 import math
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 
 ROWS = {
@@ -51,18 +60,61 @@ def mean_interval(values):
     return mean, T95.get(n - 1, 1.96) * sd / math.sqrt(n)
 
 
-def run_one(row, seed, out, extra):
+def worker_environment(threads):
+    """Environment that sizes a run's thread pools to `threads` (None: leave)."""
+    env = dict(os.environ)
+    if threads:
+        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
+                   OMP_NUM_THREADS=str(threads))
+    return env
+
+
+def run_one(row, seed, out, extra, cores=None, threads=None):
+    """Runs one row and seed through the recipe; `cores` pins it to those CPUs."""
     model_dir = os.path.join(out, row, f"seed{seed}")
     if os.path.exists(os.path.join(model_dir, "metrics.json")):
         return "done earlier"
     cmd = [sys.executable, "-m", "lcreg_keras.recipes.fashion_mnist_lt", f"--seed={seed}",
            f"--model_dir={model_dir}", "--verbose=2", *ROWS[row], *extra]
-    print("$ " + " ".join(cmd[1:]), flush=True)
+    pinned = f" (cores {','.join(map(str, cores))})" if cores else ""
+    print("$ " + " ".join(cmd[1:]) + pinned, flush=True)
     start = time.time()
     os.makedirs(model_dir, exist_ok=True)
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     with open(os.path.join(model_dir, "log.txt"), "a") as log:
-        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT,
+                               env=worker_environment(threads), preexec_fn=pin)
     return f"exit {code} in {(time.time() - start) / 60:.1f} min"
+
+
+def run_all(jobs, out, extra, workers, threads):
+    """Runs (row, seed) jobs in order on `workers` runners, each on its own cores."""
+    available = sorted(os.sched_getaffinity(0))
+    if workers * (threads or 1) > len(available):
+        raise SystemExit(f"--workers={workers} x --threads={threads} needs more than the "
+                         f"{len(available)} CPUs this process may use")
+    todo = queue.Queue()
+    for job in jobs:
+        todo.put(job)
+
+    def work(index):
+        cores = None
+        if workers > 1:
+            size = threads or 1
+            cores = available[index * size:(index + 1) * size]
+        while True:
+            try:
+                row, seed = todo.get_nowait()
+            except queue.Empty:
+                return
+            result = run_one(row, seed, out, extra, cores, threads)
+            print(f"{row} seed {seed}: {result}", flush=True)
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
 
 
 def last_row(path):
@@ -149,6 +201,9 @@ def main():
     parser.add_argument("--out", default="runs/study")
     parser.add_argument("--extra", default="", help="more recipe flags for every run")
     parser.add_argument("--rule", default="cifar10", help="which many/medium/few rule to tabulate")
+    parser.add_argument("--workers", type=int, default=1, help="runs at once, each on its own cores")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads per run (default: TensorFlow's choice; 1 with --workers>1)")
     parser.add_argument("--collect_only", action="store_true")
     parser.add_argument("--chart", default=None, help="bar chart PNG (default: OUT/study.png)")
     args = parser.parse_args()
@@ -157,10 +212,12 @@ def main():
         if row not in ROWS:
             parser.error(f"unknown row {row!r}; rows: {', '.join(ROWS)}")
     if not args.collect_only:
+        if args.workers < 1:
+            parser.error("--workers must be at least 1")
+        threads = args.threads or (1 if args.workers > 1 else None)
+        jobs = [(row, int(seed)) for seed in args.seeds.split(",") for row in rows]
         start = time.time()
-        for seed in [int(s) for s in args.seeds.split(",")]:
-            for row in rows:
-                print(f"{row} seed {seed}: {run_one(row, seed, args.out, args.extra.split())}", flush=True)
+        run_all(jobs, args.out, args.extra.split(), args.workers, threads)
         print(f"study time: {(time.time() - start) / 60:.1f} min")
     table = collect(args.out, rows, args.rule)
     if not table:

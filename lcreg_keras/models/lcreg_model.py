@@ -95,7 +95,10 @@ class LCRegModel(keras.Model):
         mixup_alpha: > 0 mixes each training batch inside the step (mixup,
             `Beta(alpha, alpha)` per batch, a random partner permutation) and
             trains `L_cls` on the mixed soft labels. Leave 0 when the input
-            pipeline already mixes.
+            pipeline already mixes. `alpha = 1` draws `lam` as a uniform
+            (the same law), which XLA compiles; on TensorFlow other values
+            need a gamma sampler XLA lacks, so the model then declines
+            `jit_compile` (`"auto"` resolves to no XLA; `True` warns).
         weight_decay: coupled (PyTorch-style) weight decay: adds
             `weight_decay / 2 * sum(w ** 2)` over all trainable weights to the
             loss, so `weight_decay * w` joins the gradient before momentum, as
@@ -174,6 +177,9 @@ class LCRegModel(keras.Model):
         self.recon_scale = recon_scale
         self.total_steps = total_steps
         self.mixup_alpha = float(mixup_alpha)
+        if keras.backend.backend() == "tensorflow" and self.mixup_alpha not in (0.0, 1.0):
+            # StatelessRandomGammaV3 has no XLA kernel.
+            self.supports_jit = False
         self.weight_decay = float(weight_decay)
         self.seed = seed
 
@@ -296,9 +302,13 @@ class LCRegModel(keras.Model):
 
     def _mixup(self, x):
         batch = ops.shape(x)[0]
-        lam = keras.random.beta(
-            (), self.mixup_alpha, self.mixup_alpha, seed=self.mixup_seed
-        )
+        if self.mixup_alpha == 1.0:
+            # Beta(1, 1) is Uniform(0, 1); no gamma draws, so XLA compiles it.
+            lam = keras.random.uniform((), seed=self.mixup_seed)
+        else:
+            lam = keras.random.beta(
+                (), self.mixup_alpha, self.mixup_alpha, seed=self.mixup_seed
+            )
         order = ops.argsort(keras.random.uniform((batch,), seed=self.mixup_seed))
         lam_x = ops.cast(lam, x.dtype)
         return lam_x * x + (1 - lam_x) * ops.take(x, order, axis=0), (lam, order)
