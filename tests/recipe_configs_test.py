@@ -1,5 +1,6 @@
 """Every recipe module and every flagfile in recipes/ parses into a sane config."""
 
+import dataclasses
 import glob
 import importlib
 import os
@@ -55,3 +56,19 @@ def test_flagfile_parses(path):
         assert config.paper_top1 is not None
     text = open(path).read()
     assert "# Paper: LCReg" in text
+
+
+def test_step_decay_keeps_every_phase_of_a_short_run():
+    from lcreg_keras.recipes import fashion_mnist_lt
+    from lcreg_keras.recipes.runner import decay_steps
+    from lcreg_keras.recipes.runner import learning_rate
+
+    # Long runs decay at whole epochs, as MiSLAS does (160 and 180 of 200).
+    assert decay_steps((0.8, 0.9), 200, 97) == [160 * 97, 180 * 97]
+    assert decay_steps((0.8, 0.9), 16, 116) == [13 * 116, 14 * 116]
+    # 0.8 and 0.9 of 6 epochs both round to epoch 5: step precision instead.
+    config = dataclasses.replace(fashion_mnist_lt.get_config(), epochs=6)
+    schedule = learning_rate(config, 116)
+    rates = sorted({round(float(schedule(step)), 6) for step in range(116, 6 * 116)})
+    assert rates == [0.001, 0.01, 0.1]
+    assert float(schedule(556)) == pytest.approx(0.1) and float(schedule(557)) == pytest.approx(0.01)

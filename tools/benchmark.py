@@ -41,6 +41,22 @@ def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _best_of(repeats, run):
+    """(seconds, cores busy) of the fastest of `repeats` calls of `run`.
+
+    Cores busy is the process's CPU time over the wall time of that call: 2.0
+    on this machine means both cores worked throughout, 1.0 that one did.
+    """
+    best = (float("inf"), 0.0)
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if wall < best[0]:
+            best = (wall, cpu / wall)
+    return best
+
+
 def keras_step_worker(args):
     """One backend: img/s of each variant. Runs in a child process."""
     import numpy as np
@@ -70,13 +86,10 @@ def keras_step_worker(args):
         model.fit(x[:warm], y[:warm], batch_size=args.batch, epochs=1, verbose=0)
         # The best of `repeats` timed epochs: the first variant of a process
         # otherwise pays for the runtime's own warm-up (thread pools, caches).
-        seconds = float("inf")
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            model.fit(x, y, batch_size=args.batch, epochs=1, verbose=0)
-            seconds = min(seconds, time.perf_counter() - start)
-        results[name] = {"img_per_s": n / seconds, "step_ms": 1000 * seconds / args.steps}
-        print(f"  {keras.config.backend():10s} {name:12s} {n / seconds:9.1f} img/s", file=sys.stderr, flush=True)
+        seconds, cores = _best_of(args.repeats, lambda: model.fit(x, y, batch_size=args.batch, epochs=1, verbose=0))
+        results[name] = {"img_per_s": n / seconds, "step_ms": 1000 * seconds / args.steps, "cores_busy": cores}
+        print(f"  {keras.config.backend():10s} {name:12s} {n / seconds:9.1f} img/s  "
+              f"({cores:.2f} cores busy)", file=sys.stderr, flush=True)
     results["peak_rss_mb"] = _peak_rss_mb()
     print(json.dumps(results))
 
@@ -145,23 +158,29 @@ def torch_reference_worker(args):
     model.train()
     for i in range(max(2, args.steps // 5)):
         step(x[i * args.batch:(i + 1) * args.batch], y[i * args.batch:(i + 1) * args.batch])
-    seconds = float("inf")
-    for _ in range(args.repeats):
-        start = time.perf_counter()
+    def epoch():
         for i in range(args.steps):
             step(x[i * args.batch:(i + 1) * args.batch], y[i * args.batch:(i + 1) * args.batch])
-        seconds = min(seconds, time.perf_counter() - start)
+
+    seconds, cores = _best_of(args.repeats, epoch)
     name = "torch_reference" + ("_compiled" if args.torch_compile else "")
-    print(f"  {'pytorch':10s} {name:12s} {n / seconds:9.1f} img/s", file=sys.stderr, flush=True)
-    print(json.dumps({name: {"img_per_s": n / seconds, "step_ms": 1000 * seconds / args.steps},
-                      "peak_rss_mb": _peak_rss_mb()}))
+    print(f"  {'pytorch':10s} {name:12s} {n / seconds:9.1f} img/s  ({cores:.2f} cores busy)",
+          file=sys.stderr, flush=True)
+    print(json.dumps({name: {"img_per_s": n / seconds, "step_ms": 1000 * seconds / args.steps,
+                             "cores_busy": cores}, "peak_rss_mb": _peak_rss_mb()}))
 
 
-def _child(argv, backend=None):
+def _child(argv, backend=None, threads=None):
     env = dict(os.environ)
     if backend:
         env["KERAS_BACKEND"] = backend
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if threads:
+        # TensorFlow, OpenMP (PyTorch's and oneDNN's pools) and XLA:CPU (JAX).
+        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
+                   OMP_NUM_THREADS=str(threads))
+        if threads == 1:
+            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__)] + argv, env=env, cwd=ROOT,
         stdout=subprocess.PIPE, text=True,
@@ -175,12 +194,13 @@ def run_step(args, passthrough):
     report = {"machine": _machine(), "settings": vars(args).copy(), "backends": {}}
     for backend in args.backends.split(","):
         print(f"backend {backend}:", flush=True)
-        report["backends"][backend] = _child(["_keras_step"] + passthrough, backend)
+        report["backends"][backend] = _child(["_keras_step"] + passthrough, backend, args.threads)
     if args.reference:
         ref = {}
         for compiled in ([False, True] if args.torch_compile else [False]):
             extra = ["--torch_compile"] if compiled else []
-            result = _child(["_torch_step"] + [a for a in passthrough if a != "--torch_compile"] + extra)
+            result = _child(["_torch_step"] + [a for a in passthrough if a != "--torch_compile"] + extra,
+                            threads=args.threads)
             ref.update({k: v for k, v in result.items() if k != "peak_rss_mb"})
         report["torch_reference"] = ref
     best_ref = max((v["img_per_s"] for v in report.get("torch_reference", {}).values()
@@ -310,6 +330,8 @@ def main():
     parser.add_argument("--jit", default="auto", help="compile(jit_compile=...): auto, true, false")
     parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--torch_compile", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="step: CPU threads per process (TensorFlow, OpenMP, XLA); default: theirs")
     parser.add_argument("--images", type=int, default=256, help="pipeline: JPEGs to generate")
     parser.add_argument("--gpu", action="store_true", help="ResNet-50 224 bf16 batch 256 preset")
     parser.add_argument("--out", default=None, help="folder for the JSON report")

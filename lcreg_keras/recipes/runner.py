@@ -174,6 +174,23 @@ def build_model(config, data):
     )
 
 
+def decay_steps(fractions, epochs, steps_per_epoch):
+    """Steps where the step schedule decays: whole epochs when they keep apart.
+
+    MiSLAS decays at whole epochs (160 and 180 of 200). A short run can round
+    two decay points onto one epoch (0.8 and 0.9 of 6 epochs both round to
+    epoch 5), which would silently drop a phase; then every point is placed
+    at step precision instead (steps 557 and 626 of 696).
+
+    >>> decay_steps((0.8, 0.9), 200, 10), decay_steps((0.8, 0.9), 6, 116)
+    ([1600, 1800], [557, 626])
+    """
+    in_epochs = [int(round(f * epochs)) * steps_per_epoch for f in fractions]
+    if len(set(in_epochs)) == len(in_epochs):
+        return in_epochs
+    return [int(round(f * epochs * steps_per_epoch)) for f in fractions]
+
+
 def learning_rate(config, steps_per_epoch):
     """The stage-one schedule, in optimizer steps."""
     from lcreg_keras.schedules import WarmupCosine
@@ -184,8 +201,10 @@ def learning_rate(config, steps_per_epoch):
     if config.schedule == "cosine":
         return WarmupCosine(config.lr, total_steps=total, warmup_steps=warmup)
     if config.schedule == "warmup_step":
-        boundaries = [int(round(f * config.epochs)) * steps_per_epoch for f in config.lr_decay_at]
-        return WarmupStepDecay(config.lr, warmup, boundaries, config.lr_decay_factors)
+        return WarmupStepDecay(
+            config.lr, warmup, decay_steps(config.lr_decay_at, config.epochs, steps_per_epoch),
+            config.lr_decay_factors,
+        )
     raise ValueError(f"`schedule` must be 'cosine' or 'warmup_step'. Received: {config.schedule!r}")
 
 

@@ -1,0 +1,137 @@
+"""tools/ablation_study.py and tools/benchmark.py: they run and report.
+
+No speed is asserted (speed is not a test): the benchmark tests check that
+every reported number exists and is sane, the study tests that runs are
+collected, resumed and tabulated with the right statistics.
+"""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from tests.fakes import fake_fashion_mnist
+from tests.tiny_model import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import ablation_study  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    keras.config.backend() != "tensorflow", reason="the tools' tests run on TensorFlow"
+)
+
+
+def run_tool(args, timeout=600, check=True):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_mean_interval_is_the_student_t_interval():
+    values = [71.2, 74.9, 73.0, 70.4, 75.5]
+    mean, half = ablation_study.mean_interval(values)
+    sd = np.std(values, ddof=1)
+    # 97.5 % quantile of Student's t with 4 degrees of freedom.
+    assert mean == pytest.approx(np.mean(values))
+    assert half == pytest.approx(2.7764 * sd / math.sqrt(5), rel=1e-4)
+    assert ablation_study.mean_interval([3.0]) == (3.0, 0.0)
+    # Past the table: printed t tables give 2.2281 (10), 2.0423 (30), 1.9840 (100).
+    for df, exact in ((10, 2.2281), (30, 2.0423), (100, 1.9840)):
+        assert ablation_study.t95(df) == pytest.approx(exact, abs=2e-4)
+
+
+def fake_run(folder, overall, seconds=60.0, diagnostics=None):
+    os.makedirs(folder / "stage1", exist_ok=True)
+    split = {"overall": overall, "many": overall + 0.1, "medium": overall, "few": overall - 0.1}
+    metrics = {"splits": {"cifar10": split, "count": split}, "ece": 0.05, "nll": 0.7,
+               "total_seconds": seconds}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if diagnostics:
+        with open(folder / "stage1" / "history.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(diagnostics))
+            writer.writeheader()
+            writer.writerow({k: 0 for k in diagnostics})
+            writer.writerow(diagnostics)
+
+
+def test_study_collects_finished_runs_and_skips_them(tmp_path):
+    fake_run(tmp_path / "ce" / "seed0", 0.70)
+    fake_run(tmp_path / "ce" / "seed1", 0.74, seconds=120.0)
+    fake_run(tmp_path / "lcreg" / "seed0", 0.80, diagnostics={"latents_in_use": 12.5})
+    # Every run exists, so nothing is launched: "done earlier", then the table.
+    proc = run_tool(["tools/ablation_study.py", "--rows=ce,lcreg", "--seeds=0", "--workers=1",
+                     f"--out={tmp_path}"])
+    assert "ce seed 0: done earlier" in proc.stdout
+    assert "lcreg seed 0: done earlier" in proc.stdout
+    table = (tmp_path / "study.md").read_text().splitlines()
+    ce = next(line for line in table if line.startswith("| ce |"))
+    lcreg = next(line for line in table if line.startswith("| lcreg |"))
+    half = 12.7062 * np.std([70.0, 74.0], ddof=1) / math.sqrt(2)
+    assert f"72.00 ± {half:.2f}" in ce and "| 2 |" in ce
+    assert "1.50" in ce  # mean minutes
+    assert "80.00" in lcreg and "12.50" in lcreg and "| 1 |" in lcreg
+    assert (tmp_path / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_study_rejects_bad_requests(tmp_path):
+    proc = run_tool(["tools/ablation_study.py", "--rows=ce,nonsense", f"--out={tmp_path}"],
+                    check=False)
+    assert proc.returncode != 0 and "unknown row 'nonsense'" in proc.stderr
+    proc = run_tool(["tools/ablation_study.py", "--rows=ce", "--seeds=0", "--workers=4096",
+                     f"--out={tmp_path}"], check=False)
+    assert proc.returncode != 0 and "needs more than the" in proc.stderr
+    assert not (tmp_path / "ce").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_study_runs_two_pinned_workers(tmp_path):
+    data = tmp_path / "fashion"
+    fake_fashion_mnist(data, n_train=9000, n_test=300, learnable=True)
+    out = tmp_path / "study"
+    proc = run_tool(["tools/ablation_study.py", "--rows=ce,latent_only", "--seeds=3",
+                     "--workers=2", f"--out={out}", f"--extra=--smoke --data_dir={data}"])
+    assert "(cores 0)" in proc.stdout and "(cores 1)" in proc.stdout
+    for row in ("ce", "latent_only"):
+        metrics = json.loads((out / row / "seed3" / "metrics.json").read_text())
+        assert metrics["config"]["seed"] == 3 and metrics["config"]["max_train_examples"]
+    assert json.loads((out / "ce" / "seed3" / "metrics.json").read_text())["config"]["latent"] is False
+    # Stage two ran for the latent row only.
+    assert os.path.exists(out / "latent_only" / "seed3" / "stage2")
+    assert not os.path.exists(out / "ce" / "seed3" / "stage2")
+
+
+@pytest.mark.slow
+def test_step_benchmark_reports_every_number(tmp_path):
+    run_tool(["tools/benchmark.py", "step", "--backends=tensorflow", "--variants=plain,lcreg",
+              "--steps=2", "--batch=8", "--image_size=16", "--repeats=1", "--threads=1",
+              f"--out={tmp_path}"])
+    report = json.loads((tmp_path / "step.json").read_text())
+    tf = report["backends"]["tensorflow"]
+    for variant in ("plain", "lcreg"):
+        assert tf[variant]["img_per_s"] > 0 and tf[variant]["step_ms"] > 0
+        # One thread was asked for: the process cannot keep two cores busy.
+        assert 0 < tf[variant]["cores_busy"] < 1.5
+    assert tf["overhead_ratio"] == pytest.approx(
+        tf["plain"]["img_per_s"] / tf["lcreg"]["img_per_s"])
+    assert tf["peak_rss_mb"] > 100
+    assert report["torch_reference"]["torch_reference"]["img_per_s"] > 0
+    assert report["settings"]["threads"] == 1
+
+
+@pytest.mark.slow
+def test_pipeline_benchmark_reports_both_pipelines(tmp_path):
+    run_tool(["tools/benchmark.py", "pipeline", "--images=8", "--batch=4", f"--out={tmp_path}"])
+    report = json.loads((tmp_path / "pipeline.json").read_text())
+    assert report["tf_data_img_per_s_per_core"] > 0 and report["pil_img_per_s_per_core"] > 0
+    assert report["ratio"] == pytest.approx(
+        report["tf_data_img_per_s_per_core"] / report["pil_img_per_s_per_core"])
