@@ -222,6 +222,28 @@ def test_odd_files_decode_to_rgb(odd_files):
     assert abs(np.abs(x[1] - np.rint(reference)).max()) <= 1  # PNG is lossless
 
 
+@pytest.mark.parametrize("shape", [(37, 61), (150, 90), (224, 224), (400, 260), (180, 300), (900, 700)])
+def test_resize_is_pils_bilinear(shape):
+    """Enlarging, shrinking and mixed crops: PIL's BILINEAR to one grey level.
+
+    PIL antialiases whenever it shrinks (torchvision's PIL transforms rely on
+    it); `_resize` takes the plain bilinear op when nothing shrinks, which
+    must then agree with the antialiased op as well.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(sum(shape))
+    small = rng.integers(0, 256, (shape[0] // 6 + 1, shape[1] // 6 + 1, 3), dtype=np.uint8)
+    image = np.asarray(Image.fromarray(small).resize(shape[::-1], Image.BILINEAR))
+    for size in ([224, 224], [128, 300]):
+        ours = ip._resize(tf.constant(image, tf.float32), size).numpy()
+        pil = np.asarray(Image.fromarray(image).resize(size[::-1], Image.BILINEAR), np.float32)
+        assert ours.shape == tuple(size) + (3,)
+        assert np.abs(np.rint(np.clip(ours, 0, 255)) - pil).max() <= 1, (shape, size)
+        antialiased = tf.image.resize(image.astype(np.float32), size, antialias=True).numpy()
+        np.testing.assert_allclose(ours, antialiased, atol=2e-3)
+
+
 def test_cmyk_jpeg_decodes_to_rgb(odd_files):
     files, image = odd_files
     if "cmyk.jpg" not in files:
