@@ -709,6 +709,11 @@ def test_list_loader_bad_images(tmp_path, odd_files):
     assert bundle.skipped_images == 1
     assert bundle.train_counts[:3].tolist() == [6, 3, 2]
     assert "1 unreadable image files skipped" in bundle.describe()
+    # Without the header scan the list loads whole; reading the file names it.
+    bundle = datasets.load(_list_config("imagenet_lt", root, check_images=False))
+    assert bundle.train_counts[:3].tolist() == [6, 4, 2] and bundle.skipped_images == 0
+    with pytest.raises(tf.errors.InvalidArgumentError, match="broken.JPEG"):
+        list(bundle.train.take(bundle.steps_per_epoch))
 
 
 def test_list_loader_missing_list_or_data_dir(tmp_path):

@@ -26,6 +26,9 @@ class Config:
     resize_size: int = 256  # test-time resize before the centre crop
     color_jitter: float = 0.4
     skip_bad_images: bool = False  # count and skip unreadable images
+    # Scan every listed file's header and tail before training (about a
+    # minute per million files); False leaves bad files to the read-time check.
+    check_images: bool = True
     # Caps on the number of examples (None: all); `--smoke` sets them.
     max_train_examples: Optional[int] = None
     max_test_examples: Optional[int] = None

@@ -293,6 +293,10 @@ def _check_split(paths, labels, config, split):
     from lcreg_keras.data.image_files import UnreadableImagesError
     from lcreg_keras.data.image_pipeline import check_images
 
+    if not config.check_images:
+        print(f"data: {split} header scan skipped (--check_images=false); a bad file is "
+              f"{'skipped' if config.skip_bad_images else 'an error'} when it is read", flush=True)
+        return paths, labels, 0
     start = time.time()
     check = check_images(paths)
     seconds = time.time() - start

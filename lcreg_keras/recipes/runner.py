@@ -61,6 +61,7 @@ FLAG_FIELDS = (
     ("path_prefix", "string", "Prefix joined to every listed image path."),
     ("image_size", "integer", "Training crop / test centre-crop size."),
     ("skip_bad_images", "bool", "Count and skip unreadable images instead of failing."),
+    ("check_images", "bool", "Scan image headers before training (false: only while reading)."),
     ("stage", "string", "1 | 2 (from --model_dir/stage1) | both."),
     ("stage2_epochs", "integer", "Stage-two epochs."),
     ("stage2_lr", "float", "Stage-two base learning rate (default: --lr)."),
