@@ -6,6 +6,7 @@ Prints numbers and writes JSON; asserts nothing (speed is not a test).
   python tools/benchmark.py step --backends=jax --batch=128 --steps=30
   python tools/benchmark.py pipeline              # JPEG decode + random resized crop + flip
   python tools/benchmark.py step --gpu --out=DIR  # ResNet-50 224x224 bf16 batch 256 (GPU preset)
+  python tools/benchmark.py summary --out=DIR     # Markdown table of every step.json under DIR
 
 `step` times, per Keras backend (each in its own process, since Keras fixes
 its backend at import): `fit` throughput of the plain model (backbone, GAP,
@@ -18,6 +19,7 @@ when `--torch_compile`) as the MiSLAS code base would run it.
 """
 
 import argparse
+import glob
 import json
 import os
 import platform
@@ -192,7 +194,7 @@ def _child(argv, backend=None, threads=None):
 
 def run_step(args, passthrough):
     report = {"machine": _machine(), "settings": vars(args).copy(), "backends": {}}
-    for backend in args.backends.split(","):
+    for backend in [b for b in args.backends.split(",") if b and b != "none"]:
         print(f"backend {backend}:", flush=True)
         report["backends"][backend] = _child(["_keras_step"] + passthrough, backend, args.threads)
     if args.reference:
@@ -236,6 +238,31 @@ def _write(folder, name, report):
     with open(path, "w") as f:
         json.dump(report, f, indent=2)
     print(f"wrote {path}")
+
+
+def run_summary(folder):
+    """A Markdown table of every step.json under `folder` (one run per subfolder)."""
+    rows = ["| run | backend | plain img/s | LCReg img/s | LCReg / plain (time) | cores busy | "
+            "LCReg / reference |", "|---|---|---|---|---|---|---|"]
+    for path in sorted(glob.glob(os.path.join(folder, "**", "step.json"), recursive=True)):
+        with open(path) as f:
+            report = json.load(f)
+        name = os.path.relpath(os.path.dirname(path), folder)
+        refs = {k: v["img_per_s"] for k, v in report.get("torch_reference", {}).items()
+                if isinstance(v, dict) and "img_per_s" in v}
+        for ref_name, value in refs.items():
+            rows.append(f"| {name} | PyTorch reference ({ref_name}) | {value:.0f} | | | | |")
+        best = max(refs.values(), default=None)
+        for backend, result in report["backends"].items():
+            if "plain" not in result or "lcreg" not in result:
+                rows.append(f"| {name} | {backend} | {result.get('error', '-')} | | | | |")
+                continue
+            plain, lcreg = result["plain"], result["lcreg"]
+            busy = "/".join(f"{r['cores_busy']:.2f}" for r in (plain, lcreg) if "cores_busy" in r)
+            ratio = f"{lcreg['img_per_s'] / best:.2f}" if best else "-"
+            rows.append(f"| {name} | {backend} | {plain['img_per_s']:.0f} | {lcreg['img_per_s']:.0f} | "
+                        f"{plain['img_per_s'] / lcreg['img_per_s']:.3f} | {busy or '-'} | {ratio} |")
+    print("\n".join(rows))
 
 
 def run_pipeline(args):
@@ -315,7 +342,7 @@ def run_pipeline(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["step", "pipeline", "_keras_step", "_torch_step"])
+    parser.add_argument("what", choices=["step", "pipeline", "summary", "_keras_step", "_torch_step"])
     parser.add_argument("--backends", default="tensorflow,jax,torch")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--backbone", default="resnet32")
@@ -352,6 +379,8 @@ def main():
         torch_reference_worker(args)
     elif args.what == "step":
         run_step(args, passthrough)
+    elif args.what == "summary":
+        run_summary(args.out or ".")
     else:
         run_pipeline(args)
 
