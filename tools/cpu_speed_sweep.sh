@@ -12,14 +12,15 @@ set -u
 out=${1:-runs/cpu_sweep}
 steps=${STEPS:-12}
 repeats=${REPEATS:-3}
+limit=${LIMIT:-420}  # seconds per setting: torch.compile may compile for minutes
 cd "$(dirname "$0")/.."
 
 step() {
   local name=$1
   shift
   echo "== $name: $*"
-  python tools/benchmark.py step --steps "$steps" --repeats "$repeats" --variants plain,lcreg \
-    --no-reference --out "$out/$name" "$@" 2>&1 | grep -E "img/s|error|Error" || true
+  timeout "$limit" python tools/benchmark.py step --steps "$steps" --repeats "$repeats" \
+    --variants plain,lcreg --no-reference --out "$out/$name" "$@" 2>&1 | grep -E "img/s|error|Error" || true
 }
 
 python tools/benchmark.py step --backends none --steps "$steps" --repeats "$repeats" \
