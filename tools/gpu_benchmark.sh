@@ -36,4 +36,5 @@ run() {  # name, time limit (s), benchmark.py arguments
 run tensorflow_xla 150 --backends=tensorflow --jit=true
 run tensorflow_noxla 120 --backends=tensorflow --jit=false
 run jax 150 --backends=jax
+"$python" "$here/tools/benchmark.py" summary --out="$out"
 echo "== results in $out"
