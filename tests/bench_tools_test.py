@@ -135,3 +135,22 @@ def test_pipeline_benchmark_reports_both_pipelines(tmp_path):
     assert report["tf_data_img_per_s_per_core"] > 0 and report["pil_img_per_s_per_core"] > 0
     assert report["ratio"] == pytest.approx(
         report["tf_data_img_per_s_per_core"] / report["pil_img_per_s_per_core"])
+
+
+def test_benchmark_summary_tables_every_run(tmp_path):
+    def write(name, report):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "step.json").write_text(json.dumps(report))
+
+    write("reference", {"backends": {}, "torch_reference": {"torch_reference": {"img_per_s": 600.0}}})
+    write("tf", {"backends": {"tensorflow": {
+        "plain": {"img_per_s": 400.0, "cores_busy": 1.9},
+        "lcreg": {"img_per_s": 300.0, "cores_busy": 1.8}}}})
+    write("broken", {"backends": {"jax": {"error": "exit 1"}}})
+    proc = run_tool(["tools/benchmark.py", "summary", f"--out={tmp_path}"])
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("| run | backend |") and len(lines) == 5
+    assert "| reference | PyTorch reference (torch_reference) | 600 |" in proc.stdout
+    # 400 / 300 img/s: LCReg takes 1.333 times as long; 300 / 600 of the reference.
+    assert "| tf | tensorflow | 400 | 300 | 1.333 | 1.90/1.80 | 0.50 |" in proc.stdout
+    assert "| broken | jax | exit 1 |" in proc.stdout

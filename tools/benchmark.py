@@ -241,18 +241,24 @@ def _write(folder, name, report):
 
 
 def run_summary(folder):
-    """A Markdown table of every step.json under `folder` (one run per subfolder)."""
-    rows = ["| run | backend | plain img/s | LCReg img/s | LCReg / plain (time) | cores busy | "
-            "LCReg / reference |", "|---|---|---|---|---|---|---|"]
+    """A Markdown table of every step.json under `folder` (one run per subfolder).
+
+    The LCReg / reference column divides by the fastest PyTorch reference
+    found anywhere under `folder` (a sweep times it once).
+    """
+    reports = {}
     for path in sorted(glob.glob(os.path.join(folder, "**", "step.json"), recursive=True)):
         with open(path) as f:
-            report = json.load(f)
-        name = os.path.relpath(os.path.dirname(path), folder)
-        refs = {k: v["img_per_s"] for k, v in report.get("torch_reference", {}).items()
-                if isinstance(v, dict) and "img_per_s" in v}
-        for ref_name, value in refs.items():
-            rows.append(f"| {name} | PyTorch reference ({ref_name}) | {value:.0f} | | | | |")
-        best = max(refs.values(), default=None)
+            reports[os.path.relpath(os.path.dirname(path), folder)] = json.load(f)
+    refs = {(name, k): v["img_per_s"] for name, report in reports.items()
+            for k, v in report.get("torch_reference", {}).items()
+            if isinstance(v, dict) and "img_per_s" in v}
+    best = max(refs.values(), default=None)
+    rows = ["| run | backend | plain img/s | LCReg img/s | LCReg / plain (time) | cores busy | "
+            "LCReg / reference |", "|---|---|---|---|---|---|---|"]
+    for (name, ref_name), value in refs.items():
+        rows.append(f"| {name} | PyTorch reference ({ref_name}) | {value:.0f} | | | | |")
+    for name, report in reports.items():
         for backend, result in report["backends"].items():
             if "plain" not in result or "lcreg" not in result:
                 rows.append(f"| {name} | {backend} | {result.get('error', '-')} | | | | |")
