@@ -154,3 +154,18 @@ def test_benchmark_summary_tables_every_run(tmp_path):
     # 400 / 300 img/s: LCReg takes 1.333 times as long; 300 / 600 of the reference.
     assert "| tf | tensorflow | 400 | 300 | 1.333 | 1.90/1.80 | 0.50 |" in proc.stdout
     assert "| broken | jax | exit 1 |" in proc.stdout
+
+
+def test_paired_difference_uses_shared_seeds_only():
+    base = [{"seed": "seed0", "overall": 80.0}, {"seed": "seed1", "overall": 70.0},
+            {"seed": "seed2", "overall": 75.0}]
+    runs = [{"seed": "seed0", "overall": 81.0}, {"seed": "seed1", "overall": 71.5},
+            {"seed": "seed7", "overall": 99.0}]
+    mean, half, n = ablation_study.paired_difference(runs, base)
+    # Differences 1.0 and 1.5: seed 7 has no partner, seed 2 no run.
+    assert n == 2 and mean == pytest.approx(1.25)
+    assert half == pytest.approx(12.7062 * np.std([1.0, 1.5], ddof=1) / math.sqrt(2))
+    assert ablation_study.paired_difference(runs[2:], base) is None
+    table = {"mislas": base, "lcreg": runs}
+    text = ablation_study.markdown(table, baseline="mislas")
+    assert "overall - mislas (paired)" in text and "+1.25 ±" in text and "(n=2)" in text

@@ -164,6 +164,7 @@ def collect(out, rows, rule):
                 metrics = json.load(f)
             split = metrics["splits"][rule]
             entry = {c: 100 * split[c] for c in COLUMNS}
+            entry["seed"] = seed_dir
             for key in ("ece", "nll"):
                 if key in metrics:
                     entry[key] = metrics[key] * (100 if key == "ece" else 1)
@@ -178,10 +179,26 @@ def collect(out, rows, rule):
     return table
 
 
-def markdown(table):
+def paired_difference(runs, baseline_runs, key="overall"):
+    """Mean and 95 % half-width of `run - baseline` over the seeds both have.
+
+    Runs with the same seed share the data order, the initialisation seed and
+    the augmentation draws, so the paired difference is far less noisy than
+    the difference of two means.
+    """
+    base = {run["seed"]: run[key] for run in baseline_runs}
+    differences = [run[key] - base[run["seed"]] for run in runs if run["seed"] in base]
+    if not differences:
+        return None
+    return mean_interval(differences) + (len(differences),)
+
+
+def markdown(table, baseline=None):
     keys = list(COLUMNS) + ["ece", "nll"] + list(DIAGNOSTICS) + ["minutes"]
     keys = [k for k in keys if any(k in run for runs in table.values() for run in runs)]
-    lines = ["| row | seeds | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    paired = baseline in table
+    head = ["row", "seeds"] + keys + ([f"overall - {baseline} (paired)"] if paired else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row, runs in table.items():
         cells = []
         for key in keys:
@@ -191,6 +208,9 @@ def markdown(table):
                 continue
             mean, half = mean_interval(values)
             cells.append(f"{mean:.2f} ± {half:.2f}" if len(values) > 1 else f"{mean:.2f}")
+        if paired:
+            diff = None if row == baseline else paired_difference(runs, table[baseline])
+            cells.append("-" if diff is None else f"{diff[0]:+.2f} ± {diff[1]:.2f} (n={diff[2]})")
         lines.append(f"| {row} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -231,6 +251,8 @@ def main():
     parser.add_argument("--workers", type=int, default=1, help="runs at once, each on its own cores")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads per run (default: TensorFlow's choice; 1 with --workers>1)")
+    parser.add_argument("--baseline", default="mislas",
+                        help="row to compare every other row with, seed by seed")
     parser.add_argument("--collect_only", action="store_true")
     parser.add_argument("--chart", default=None, help="bar chart PNG (default: OUT/study.png)")
     args = parser.parse_args()
@@ -250,7 +272,7 @@ def main():
     if not table:
         print("no finished runs yet")
         return
-    text = markdown(table)
+    text = markdown(table, args.baseline)
     print(text)
     with open(os.path.join(args.out, "study.md"), "w") as f:
         f.write(text + "\n")
