@@ -215,28 +215,48 @@ def markdown(table, baseline=None):
     return "\n".join(lines)
 
 
-def bar_chart(table, path):
+def bar_chart(table, path, baseline=None):
+    """Split accuracies per row; beside them, each row minus `baseline`, paired by seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = list(table)
-    fig, ax = plt.subplots(figsize=(9, 4))
+    others = [row for row in rows if row != baseline] if baseline in table else []
+    fig, axes = plt.subplots(1, 2 if others else 1, figsize=(13 if others else 9, 4.2),
+                             gridspec_kw={"width_ratios": [2.2, 1]} if others else None)
+    ax = axes[0] if others else axes
     width = 0.8 / len(COLUMNS)
+    lowest = 100.0
     for i, column in enumerate(COLUMNS):
         stats = []
         for row in rows:
             values = [r[column] for r in table[row] if not math.isnan(r[column])]
             stats.append(mean_interval(values) if values else (float("nan"), 0.0))
+        lowest = min([lowest] + [m - h for m, h in stats if not math.isnan(m)])
         ax.bar([x + i * width for x in range(len(rows))], [s[0] for s in stats], width,
                yerr=[s[1] for s in stats], capsize=3, label=column)
-    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(rows))], rows)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(rows))], rows, rotation=20)
+    # The bars start near the lowest interval, not at 0: the differences matter.
+    ax.set_ylim(max(0.0, 10 * math.floor(lowest / 10) - 10), 112)
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("Fashion-MNIST-LT (IF 100): mean and 95 % interval over seeds")
-    ax.legend(ncols=4, loc="lower right")
+    ax.legend(ncols=4, loc="upper center")
+    if others:
+        diffs = [paired_difference(table[row], table[baseline]) or (float("nan"), 0.0, 0)
+                 for row in others]
+        ax = axes[1]
+        ax.errorbar([d[0] for d in diffs], range(len(others)), xerr=[d[1] for d in diffs],
+                    fmt="o", capsize=4)
+        ax.axvline(0.0, color="grey", lw=1)
+        ax.set_yticks(range(len(others)), [f"{row} (n={d[2]})" for row, d in zip(others, diffs)])
+        ax.invert_yaxis()
+        ax.set_xlabel(f"overall top-1 minus {baseline}, same seed (points)")
+        ax.set_title("paired by seed, 95 % interval")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
     print(f"wrote {path}")
 
 
@@ -276,7 +296,7 @@ def main():
     print(text)
     with open(os.path.join(args.out, "study.md"), "w") as f:
         f.write(text + "\n")
-    bar_chart(table, args.chart or os.path.join(args.out, "study.png"))
+    bar_chart(table, args.chart or os.path.join(args.out, "study.png"), args.baseline)
 
 
 if __name__ == "__main__":
