@@ -169,3 +169,18 @@ def test_paired_difference_uses_shared_seeds_only():
     table = {"mislas": base, "lcreg": runs}
     text = ablation_study.markdown(table, baseline="mislas")
     assert "overall - mislas (paired)" in text and "+1.25 ±" in text and "(n=2)" in text
+
+
+def test_chart_with_a_paired_panel(tmp_path):
+    def run(seed, overall):
+        return {"seed": seed, "overall": overall, "many": overall + 5, "medium": overall - 5,
+                "few": overall}
+
+    table = {"mislas": [run("seed0", 80.0), run("seed1", 82.0)],
+             "lcreg": [run("seed0", 81.0), run("seed1", 82.5)]}
+    ablation_study.bar_chart(table, str(tmp_path / "one.png"))
+    ablation_study.bar_chart(table, str(tmp_path / "two.png"), baseline="mislas")
+    from PIL import Image
+
+    one, two = Image.open(tmp_path / "one.png"), Image.open(tmp_path / "two.png")
+    assert two.size[0] > one.size[0] * 1.2  # the paired panel sits beside the bars
