@@ -165,6 +165,9 @@ def collect(out, rows, rule):
             split = metrics["splits"][rule]
             entry = {c: 100 * split[c] for c in COLUMNS}
             entry["seed"] = seed_dir
+            # Before the stage-two re-balancing (the same as overall for stage-one rows).
+            stage1 = metrics.get("stages", {}).get("stage1", {})
+            entry["stage1"] = 100 * stage1.get("top1", metrics.get("top1", math.nan))
             for key in ("ece", "nll"):
                 if key in metrics:
                     entry[key] = metrics[key] * (100 if key == "ece" else 1)
@@ -194,7 +197,7 @@ def paired_difference(runs, baseline_runs, key="overall"):
 
 
 def markdown(table, baseline=None):
-    keys = list(COLUMNS) + ["ece", "nll"] + list(DIAGNOSTICS) + ["minutes"]
+    keys = list(COLUMNS) + ["stage1", "ece", "nll"] + list(DIAGNOSTICS) + ["minutes"]
     keys = [k for k in keys if any(k in run for runs in table.values() for run in runs)]
     paired = baseline in table
     head = ["row", "seeds"] + keys + ([f"overall - {baseline} (paired)"] if paired else [])
