@@ -277,7 +277,8 @@ def main():
     parser.add_argument("--baseline", default="mislas",
                         help="row to compare every other row with, seed by seed")
     parser.add_argument("--collect_only", action="store_true")
-    parser.add_argument("--chart", default=None, help="bar chart PNG (default: OUT/study.png)")
+    parser.add_argument("--name", default="study", help="the table is OUT/NAME.md, the chart OUT/NAME.png")
+    parser.add_argument("--chart", default=None, help="bar chart PNG (default: OUT/NAME.png)")
     args = parser.parse_args()
     rows = args.rows.split(",")
     for row in rows:
@@ -297,9 +298,9 @@ def main():
         return
     text = markdown(table, args.baseline)
     print(text)
-    with open(os.path.join(args.out, "study.md"), "w") as f:
+    with open(os.path.join(args.out, f"{args.name}.md"), "w") as f:
         f.write(text + "\n")
-    bar_chart(table, args.chart or os.path.join(args.out, "study.png"), args.baseline)
+    bar_chart(table, args.chart or os.path.join(args.out, f"{args.name}.png"), args.baseline)
 
 
 if __name__ == "__main__":

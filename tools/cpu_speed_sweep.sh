@@ -20,7 +20,7 @@ step() {
   shift
   echo "== $name: $*"
   timeout "$limit" python tools/benchmark.py step --steps "$steps" --repeats "$repeats" \
-    --variants plain,lcreg --no-reference --out "$out/$name" "$@" 2>&1 | grep -E "img/s|error|Error" || true
+    --variants plain,lcreg --no-reference --out "$out/$name" "$@" 2>&1 | grep -v oneDNN | grep -E "img/s|error|Error" || true
 }
 
 python tools/benchmark.py step --backends none --steps "$steps" --repeats "$repeats" \
