@@ -14,7 +14,7 @@ On a small CPU, several single-threaded runs side by side finish a study sooner
 than one run using every core (2 cores here: about 300 img/s per one-thread
 run against about 500 for one two-thread run). `--workers` runs that many at
 once, each pinned to its own `--threads` cores with TensorFlow's and OpenMP's
-thread pools sized to match.
+thread pools sized to match (`benchmark.thread_environment`).
 
 Rows:
   ce            plain cross-entropy: no latents, no mixup, stage one only
@@ -37,6 +37,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from benchmark import thread_environment
 
 ROWS = {
     "ce": ["--latent=false", "--mixup_alpha=0", "--stage=1"],
@@ -86,15 +88,6 @@ def mean_interval(values):
     return mean, t95(n - 1) * sd / math.sqrt(n)
 
 
-def worker_environment(threads):
-    """Environment that sizes a run's thread pools to `threads` (None: leave)."""
-    env = dict(os.environ)
-    if threads:
-        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
-                   OMP_NUM_THREADS=str(threads))
-    return env
-
-
 def run_one(row, seed, out, extra, cores=None, threads=None):
     """Runs one row and seed through the recipe; `cores` pins it to those CPUs."""
     model_dir = os.path.join(out, row, f"seed{seed}")
@@ -109,7 +102,7 @@ def run_one(row, seed, out, extra, cores=None, threads=None):
     pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     with open(os.path.join(model_dir, "log.txt"), "a") as log:
         code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT,
-                               env=worker_environment(threads), preexec_fn=pin)
+                               env=thread_environment(threads), preexec_fn=pin)
     return f"exit {code} in {(time.time() - start) / 60:.1f} min"
 
 

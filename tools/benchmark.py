@@ -172,17 +172,26 @@ def torch_reference_worker(args):
                              "cores_busy": cores}, "peak_rss_mb": _peak_rss_mb()}))
 
 
-def _child(argv, backend=None, threads=None):
-    env = dict(os.environ)
-    if backend:
-        env["KERAS_BACKEND"] = backend
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def thread_environment(threads, env=None):
+    """A copy of `env` (default: this process's) with CPU thread pools of `threads`.
+
+    Sizes TensorFlow's pools, OpenMP's (PyTorch's and oneDNN's) and, for one
+    thread, XLA:CPU's (JAX). `threads=None` leaves them as they are.
+    """
+    env = dict(os.environ if env is None else env)
     if threads:
-        # TensorFlow, OpenMP (PyTorch's and oneDNN's pools) and XLA:CPU (JAX).
         env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
                    OMP_NUM_THREADS=str(threads))
         if threads == 1:
             env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    return env
+
+
+def _child(argv, backend=None, threads=None):
+    env = thread_environment(threads)
+    if backend:
+        env["KERAS_BACKEND"] = backend
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__)] + argv, env=env, cwd=ROOT,
         stdout=subprocess.PIPE, text=True,
@@ -205,19 +214,10 @@ def run_step(args, passthrough):
                             threads=args.threads)
             ref.update({k: v for k, v in result.items() if k != "peak_rss_mb"})
         report["torch_reference"] = ref
-    best_ref = max((v["img_per_s"] for v in report.get("torch_reference", {}).values()
-                    if isinstance(v, dict)), default=None)
-    print("\nbackend      plain img/s   lcreg img/s   lcreg/plain   lcreg/reference")
-    for backend, result in report["backends"].items():
-        if "lcreg" not in result or "plain" not in result:
-            print(f"{backend:12s} {result}")
-            continue
-        plain, lcreg = result["plain"]["img_per_s"], result["lcreg"]["img_per_s"]
-        result["overhead_ratio"] = plain / lcreg  # time ratio LCReg / plain
-        ratio = f"{lcreg / best_ref:.2f}" if best_ref else "-"
-        print(f"{backend:12s} {plain:11.1f} {lcreg:13.1f} {plain / lcreg:13.3f}   {ratio:>15s}")
-    if best_ref:
-        print(f"PyTorch reference (fastest form): {best_ref:.1f} img/s")
+    for result in report["backends"].values():
+        if "lcreg" in result and "plain" in result:  # time ratio LCReg / plain
+            result["overhead_ratio"] = result["plain"]["img_per_s"] / result["lcreg"]["img_per_s"]
+    print("\n" + summary_table({"this run": report}))
     _write(args.out, "step.json", report)
 
 
@@ -240,16 +240,12 @@ def _write(folder, name, report):
     print(f"wrote {path}")
 
 
-def run_summary(folder):
-    """A Markdown table of every step.json under `folder` (one run per subfolder).
+def summary_table(reports):
+    """A Markdown table of step reports (`{run name: report}`).
 
     The LCReg / reference column divides by the fastest PyTorch reference
-    found anywhere under `folder` (a sweep times it once).
+    among all the reports (a sweep times it once).
     """
-    reports = {}
-    for path in sorted(glob.glob(os.path.join(folder, "**", "step.json"), recursive=True)):
-        with open(path) as f:
-            reports[os.path.relpath(os.path.dirname(path), folder)] = json.load(f)
     refs = {(name, k): v["img_per_s"] for name, report in reports.items()
             for k, v in report.get("torch_reference", {}).items()
             if isinstance(v, dict) and "img_per_s" in v}
@@ -268,7 +264,16 @@ def run_summary(folder):
             ratio = f"{lcreg['img_per_s'] / best:.2f}" if best else "-"
             rows.append(f"| {name} | {backend} | {plain['img_per_s']:.0f} | {lcreg['img_per_s']:.0f} | "
                         f"{plain['img_per_s'] / lcreg['img_per_s']:.3f} | {busy or '-'} | {ratio} |")
-    print("\n".join(rows))
+    return "\n".join(rows)
+
+
+def run_summary(folder):
+    """Prints `summary_table` of every step.json under `folder` (one run per subfolder)."""
+    reports = {}
+    for path in sorted(glob.glob(os.path.join(folder, "**", "step.json"), recursive=True)):
+        with open(path) as f:
+            reports[os.path.relpath(os.path.dirname(path), folder)] = json.load(f)
+    print(summary_table(reports))
 
 
 def run_pipeline(args):
