@@ -194,6 +194,9 @@ def test_tensorflow_xla_and_in_step_mixup(rng):
         other.compile(keras.optimizers.SGD(0.01), jit_compile=True)
     assert other.jit_compile is False
     assert np.isfinite(other.fit(x, y, batch_size=16, epochs=1, verbose=0).history["loss"][0])
+    # Without in-step mixup (stage two sets alpha to 0) nothing blocks XLA.
+    other.mixup_alpha = 0.0
+    assert other.supports_jit
 
 
 def test_soft_labels_from_the_pipeline(rng):

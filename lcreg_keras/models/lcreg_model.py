@@ -177,9 +177,6 @@ class LCRegModel(keras.Model):
         self.recon_scale = recon_scale
         self.total_steps = total_steps
         self.mixup_alpha = float(mixup_alpha)
-        if keras.backend.backend() == "tensorflow" and self.mixup_alpha not in (0.0, 1.0):
-            # StatelessRandomGammaV3 has no XLA kernel.
-            self.supports_jit = False
         self.weight_decay = float(weight_decay)
         self.seed = seed
 
@@ -299,6 +296,21 @@ class LCRegModel(keras.Model):
         total = ops.convert_to_tensor(self.lcreg_total_steps)
         ramp = ops.where(total > 0, ops.minimum(step / ops.maximum(total, 1.0), 1.0), 1.0)
         return self.isda_lambda0 * ramp
+
+    @property
+    def supports_jit(self):
+        """Keras' XLA switch, derived from `mixup_alpha` (stage two sets it to 0).
+
+        On TensorFlow a Beta draw with `alpha` other than 0 or 1 needs
+        `StatelessRandomGammaV3`, which has no XLA kernel.
+        """
+        alpha = getattr(self, "mixup_alpha", 0.0)
+        gamma = keras.backend.backend() == "tensorflow" and alpha not in (0.0, 1.0)
+        return self._supports_jit and not gamma
+
+    @supports_jit.setter
+    def supports_jit(self, value):
+        self._supports_jit = bool(value)
 
     def _mixup(self, x):
         batch = ops.shape(x)[0]
