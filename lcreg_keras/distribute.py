@@ -158,12 +158,13 @@ def tf_config():
 
 
 def _tf_cluster_tasks():
-    """`(task_type, task_index, number of training tasks)` from TF_CONFIG."""
+    """`(task_type, task_index, number of training tasks, has a chief)` from TF_CONFIG."""
     config = tf_config() or {}
     cluster = config.get("cluster", {})
     task = config.get("task", {})
-    size = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
-    return task.get("type"), int(task.get("index", 0)), size
+    chiefs = cluster.get("chief", [])
+    size = len(chiefs) + len(cluster.get("worker", []))
+    return task.get("type"), int(task.get("index", 0)), size, bool(chiefs)
 
 
 def _jax_multi_process():
@@ -186,8 +187,7 @@ def worker_index():
 
         return jax.process_index()
     if keras.config.backend() == "tensorflow":
-        task_type, index, _ = _tf_cluster_tasks()
-        has_chief = bool((tf_config() or {}).get("cluster", {}).get("chief"))
+        task_type, index, _, has_chief = _tf_cluster_tasks()
         if task_type == "worker" and has_chief:
             return index + 1
         return index if task_type in ("chief", "worker") else 0
@@ -201,10 +201,9 @@ def is_chief():
     has no chief (MultiWorkerMirroredStrategy's convention). JAX: process 0.
     """
     if keras.config.backend() == "tensorflow":
-        task_type, index, _ = _tf_cluster_tasks()
+        task_type, index, _, has_chief = _tf_cluster_tasks()
         if task_type is None:
             return True
-        has_chief = bool((tf_config() or {}).get("cluster", {}).get("chief"))
         return task_type == "chief" or (task_type == "worker" and index == 0 and not has_chief)
     return worker_index() == 0
 
