@@ -29,7 +29,7 @@ RECIPE_ARGS = ("--smoke", "--epochs=3", "--verbose=2", "--imbalance_factor=10")
 
 
 class _Interrupt(Exception):
-    pass
+    """Raised by a callback to stop a run mid-way, as a crash would."""
 
 
 def _toy_run(backup_dir, init, epochs=4, stop_after=None, sync=True):

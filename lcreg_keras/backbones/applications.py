@@ -59,7 +59,6 @@ class CaffeInput(keras.layers.Layer):
         return input_shape
 
 
-
 def _keras_resnet(builder, input_shape, weights, trainable, name):
     model = builder(
         include_top=False,
