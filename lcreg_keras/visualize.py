@@ -16,32 +16,20 @@ what `lcreg_keras.evaluation.evaluation_report` computes.
 
 Everything draws on matplotlib `Figure` objects with the Agg canvas, never
 `pyplot`: it works headless and leaves the user's matplotlib backend alone.
-matplotlib is an optional dependency (`pip install matplotlib`).
+matplotlib is a core dependency: the default job draws a picture every epoch.
 """
 
 import os
 
 import keras
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 HIGHLIGHT = ("#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
-def _mpl():
-    try:
-        import matplotlib  # noqa: F401
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as error:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "lcreg_keras.visualize draws with matplotlib: `pip install matplotlib` "
-            "(or `pip install lcreg-keras[plots]`)."
-        ) from error
-    return Figure, FigureCanvasAgg
-
-
 def _new_figure(figsize):
-    Figure, FigureCanvasAgg = _mpl()
     fig = Figure(figsize=figsize, dpi=100)
     FigureCanvasAgg(fig)
     return fig
