@@ -23,6 +23,7 @@ CPU (what CI runs). `--stage=1|2|both` picks MiSLAS's stages. Outputs in
 import dataclasses
 import json
 import os
+import sys
 import time
 
 from absl import app
@@ -95,7 +96,7 @@ def define_flags():
     for name, kind, help_text in FLAG_FIELDS:
         definers[kind](name, None, help_text + " Default: the recipe's.")
     flags.DEFINE_bool("smoke", False, "Shrink the run to about a minute on a CPU.")
-    flags.DEFINE_integer("verbose", None, "Keras fit verbosity: 0, 1 (bar), 2 (line).")
+    flags.DEFINE_integer("verbose", None, "Keras fit verbosity: 0, 1 (bar), 2 (line). Default: a bar on a terminal, lines otherwise.")
 
 
 def smoke(config):
@@ -265,7 +266,9 @@ def _validates(config, epochs):
 
 def _fit_kwargs(config, data, verbose, epochs):
     validate = _validates(config, epochs)
-    kwargs = {"shuffle": False, "verbose": "auto" if verbose is None else verbose}
+    if verbose is None:  # a bar on a terminal, one line an epoch in a log file
+        verbose = 1 if sys.stdout.isatty() else 2
+    kwargs = {"shuffle": False, "verbose": verbose}
     if validate:
         kwargs.update(validation_data=data.test, validation_freq=config.eval_every)
     return kwargs
