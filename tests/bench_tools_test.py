@@ -184,3 +184,52 @@ def test_chart_with_a_paired_panel(tmp_path):
 
     one, two = Image.open(tmp_path / "one.png"), Image.open(tmp_path / "two.png")
     assert two.size[0] > one.size[0] * 1.2  # the paired panel sits beside the bars
+
+
+def test_study_rows_for_the_readings_and_table4():
+    rows = ablation_study.ROWS
+    for reading in ("latents", "parts", "latents_explicit", "parts_explicit", "parts_tau0.1"):
+        assert f"lcreg_{reading}" in rows
+    assert "--latent_aug_samples=parts" in rows["lcreg_parts"]
+    assert "--latent_aug_explicit=true" in rows["lcreg_parts_explicit"]
+    assert "--temperature=0.1" in rows["lcreg_parts_tau0.1"]
+    # Table 4 per the spec: latent category only keeps L_aug at lambda_0 = 0.
+    only = rows["t4_only_parts"]
+    assert "--isda_lambda0=0" in only and "--latent_recon=false" in only
+    assert "--latent_aug=false" not in only and "--latent_aug_samples=parts" in only
+    assert "--isda_lambda0=0" not in rows["t4_aug_parts"]
+    assert "--fusion=none" in rows["t4_fusion_none_parts"]
+    assert ablation_study.expand_rows("table4_parts,mislas") == [
+        "mislas", "t4_only_parts", "t4_aug_parts", "t4_recon_parts", "lcreg_parts",
+        "t4_fusion_none_parts"]
+    assert ablation_study.expand_rows("screening")[0] == "mislas"
+
+
+def test_study_reports_loss_shares_after_the_first_tenth(tmp_path):
+    folder = tmp_path / "lcreg_parts" / "seed0"
+    fake_run(folder, 0.8)
+    # 10 epochs: the first is skipped; shares are means of the rest, in %.
+    with open(folder / "stage1" / "history.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["share_aug", "share_recon", "latents_in_use"])
+        writer.writeheader()
+        writer.writerow({"share_aug": 0.9, "share_recon": 0.9, "latents_in_use": 3})
+        for epoch in range(9):
+            writer.writerow({"share_aug": 0.02 + 0.01 * (epoch % 2), "share_recon": 0.1,
+                             "latents_in_use": 7})
+    # An older run without share columns: from the loss columns and its alpha, beta.
+    old = tmp_path / "lcreg" / "seed0"
+    fake_run(old, 0.8)
+    metrics = json.loads((old / "metrics.json").read_text())
+    metrics["config"] = {"alpha": 0.1, "beta": 0.1, "gamma": 1.0}
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    with open(old / "stage1" / "history.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["loss_cls", "loss_aug", "loss_recon"])
+        writer.writeheader()
+        writer.writerow({"loss_cls": 0.8, "loss_aug": 0.1, "loss_recon": 1.0})
+    table = ablation_study.collect(str(tmp_path), ["lcreg_parts", "lcreg"], "cifar10")
+    run = table["lcreg_parts"][0]
+    assert run["share_aug"] == pytest.approx(100 * (5 * 0.02 + 4 * 0.03) / 9)
+    assert run["share_recon"] == pytest.approx(10.0) and run["latents_in_use"] == 7
+    assert table["lcreg"][0]["share_aug"] == pytest.approx(100 * 0.01 / 0.91)
+    text = ablation_study.markdown(table)
+    assert "share_aug" in text.splitlines()[0] and "share_recon" in text.splitlines()[0]

@@ -46,7 +46,8 @@ def test_fashion_mnist_lt_smoke_writes_everything(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 3
     for column in ("loss", "loss_cls", "loss_aug", "loss_recon", "isda_lambda",
-                   "latents_in_use", "top_latent_share", "learning_rate"):
+                   "share_aug", "share_recon", "latents_in_use", "top_latent_share",
+                   "learning_rate"):
         assert column in rows[0], column
     # lambda ramps up, the learning rate decays (x0.1 at 80 % of 3 epochs).
     assert float(rows[0]["isda_lambda"]) < float(rows[-1]["isda_lambda"])

@@ -9,6 +9,13 @@ study can be collected over several sittings), then writes a Markdown table
   python tools/ablation_study.py --rows=mislas,lcreg --seeds=0 --extra="--epochs=4"
   python tools/ablation_study.py --collect_only --out=runs/study
   python tools/ablation_study.py --workers=2 --threads=1 ...   # two runs at once
+  python tools/ablation_study.py --rows=screening --seeds=0,1,2,3,4 --out=runs/screen
+  python tools/ablation_study.py --rows=table4_parts --seeds=0,1,2,3,4 --out=runs/screen
+
+Every run gets `--subset_seed=0` (`--subset_seed` here): the long-tailed
+training subset is the same for every seed, as in MiSLAS, so a paired
+difference measures the method, not the data draw. Runs made before that flag
+existed drew the subset with the run seed: do not mix them into one `--out`.
 
 On a small CPU, several single-threaded runs side by side finish a study sooner
 than one run using every core (2 cores here: about 300 img/s per one-thread
@@ -25,6 +32,23 @@ Rows:
   lcreg         LCReg: latent categories + L_aug + L_recon, both stages
   lcreg_tau0.1, lcreg_cosine, lcreg_m10, lcreg_lambda0.1, lcreg_replace
                 LCReg with one choice changed (asked for by name only)
+  (latent_only above removes L_aug; the t4_ rows below follow the spec's Table 4.)
+
+Readings of Eq. 5-6 (spec Sec. 3): latents (3.a), parts (3.b),
+latents_explicit and parts_explicit (3.c on top), parts_tau0.1 (parts with a
+sharper Eq. 2). For each reading R:
+  lcreg_R           LCReg, all components, samples of reading R
+  t4_only_R         latent category only: L_aug at lambda_0 = 0 (plain CE on the
+                    latent classes), no L_recon
+  t4_aug_R          + latent aug (lambda ramps to lambda_0), no L_recon
+  t4_recon_R        + reconstruction, lambda_0 = 0
+  t4_fusion_none_R  LCReg with fusion=none (latents act only through the losses)
+Groups (for --rows): screening = mislas + lcreg_R for every reading;
+table4_R = mislas, t4_only_R, t4_aug_R, t4_recon_R, lcreg_R, t4_fusion_none_R.
+
+The table reports, beside accuracy, each auxiliary term's share of the loss
+(`share_aug`, `share_recon`, in %: the mean over the stage-one epochs after the
+first tenth, from history.csv) and the last epoch's latent usage.
 """
 
 import argparse
@@ -57,9 +81,34 @@ ROWS = {
     "lcreg_lambda0.1": ["--stage=both", "--isda_lambda0=0.1"],
     "lcreg_replace": ["--stage=both", "--fusion=replace"],
 }
+READINGS = {
+    "latents": ["--latent_aug_samples=latents"],
+    "parts": ["--latent_aug_samples=parts"],
+    "latents_explicit": ["--latent_aug_samples=latents", "--latent_aug_explicit=true"],
+    "parts_explicit": ["--latent_aug_samples=parts", "--latent_aug_explicit=true"],
+    "parts_tau0.1": ["--latent_aug_samples=parts", "--temperature=0.1"],
+}
+# Table 4's components as the spec defines them (Sec. 3, "Table 4's rows").
+TABLE4 = {
+    "t4_only": ["--isda_lambda0=0", "--latent_recon=false"],
+    "t4_aug": ["--latent_recon=false"],
+    "t4_recon": ["--isda_lambda0=0"],
+    "t4_fusion_none": ["--fusion=none"],
+}
+ROW_GROUPS = {"screening": ["mislas"] + [f"lcreg_{r}" for r in READINGS]}
+for _reading, _flags in READINGS.items():
+    ROWS[f"lcreg_{_reading}"] = ["--stage=both", *_flags]
+    for _component, _extra in TABLE4.items():
+        ROWS[f"{_component}_{_reading}"] = ["--stage=both", *_flags, *_extra]
+    ROW_GROUPS[f"table4_{_reading}"] = (
+        ["mislas"] + [f"{c}_{_reading}" for c in TABLE4 if c != "t4_fusion_none"]
+        + [f"lcreg_{_reading}", f"t4_fusion_none_{_reading}"]
+    )
 DEFAULT_ROWS = ("ce", "mislas", "latent_only", "latent_aug", "latent_recon", "lcreg")
 COLUMNS = ("overall", "many", "medium", "few")
 DIAGNOSTICS = ("latents_in_use", "top_latent_share", "saturated_fraction")
+# Each auxiliary term's share of Eq. 7's loss: (log key, loss term, weight flag).
+SHARES = (("share_aug", "loss_aug", "alpha"), ("share_recon", "loss_recon", "beta"))
 # Two-sided 95 % Student t quantiles (the 97.5 % point) by degrees of freedom.
 T95 = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 5: 2.5706, 6: 2.4469, 7: 2.3646,
        8: 2.3060, 9: 2.2622}
@@ -136,12 +185,41 @@ def run_all(jobs, out, extra, workers, threads):
         thread.join()
 
 
-def last_row(path):
+def history_rows(path):
     if not os.path.exists(path):
-        return {}
+        return []
     with open(path) as f:
-        rows = list(csv.DictReader(f))
+        return list(csv.DictReader(f))
+
+
+def last_row(path):
+    rows = history_rows(path)
     return rows[-1] if rows else {}
+
+
+def loss_shares(history, config):
+    """Mean `share_aug` / `share_recon` over the epochs after the first tenth.
+
+    Histories written before the shares were logged give them from the loss
+    columns and the run's alpha, beta, gamma (per-epoch means, so a ratio of
+    means rather than a mean of per-step ratios).
+    """
+    skip = math.ceil(0.1 * len(history))
+    rows = history[skip:] or history
+    shares = {}
+    for share, term, weight in SHARES:
+        values = []
+        for row in rows:
+            if row.get(share) not in (None, ""):
+                values.append(float(row[share]))
+            elif row.get(term) not in (None, "") and row.get("loss_cls") not in (None, ""):
+                weighted = {t: config.get(w, 0.1) * float(row[t])
+                            for _, t, w in SHARES if row.get(t) not in (None, "")}
+                total = config.get("gamma", 1.0) * float(row["loss_cls"]) + sum(weighted.values())
+                values.append(weighted[term] / total if total > 0 else math.nan)
+        if values:
+            shares[share] = 100 * sum(values) / len(values)  # percent
+    return shares
 
 
 def collect(out, rows, rule):
@@ -164,10 +242,12 @@ def collect(out, rows, rule):
             for key in ("ece", "nll"):
                 if key in metrics:
                     entry[key] = metrics[key] * (100 if key == "ece" else 1)
-            history = last_row(os.path.join(folder, seed_dir, "stage1", "history.csv"))
+            history = history_rows(os.path.join(folder, seed_dir, "stage1", "history.csv"))
+            last = history[-1] if history else {}
             for key in DIAGNOSTICS:
-                if key in history:
-                    entry[key] = float(history[key])
+                if last.get(key) not in (None, ""):
+                    entry[key] = float(last[key])
+            entry.update(loss_shares(history, metrics.get("config", {})))
             entry["minutes"] = metrics["total_seconds"] / 60
             runs.append(entry)
         if runs:
@@ -190,7 +270,8 @@ def paired_difference(runs, baseline_runs, key="overall"):
 
 
 def markdown(table, baseline=None):
-    keys = list(COLUMNS) + ["stage1", "ece", "nll"] + list(DIAGNOSTICS) + ["minutes"]
+    keys = (list(COLUMNS) + ["stage1", "ece", "nll"] + [s for s, _, _ in SHARES]
+            + list(DIAGNOSTICS) + ["minutes"])
     keys = [k for k in keys if any(k in run for runs in table.values() for run in runs)]
     paired = baseline in table
     head = ["row", "seeds"] + keys + ([f"overall - {baseline} (paired)"] if paired else [])
@@ -256,13 +337,26 @@ def bar_chart(table, path, baseline=None):
     print(f"wrote {path}")
 
 
+def expand_rows(text):
+    """Row names from a comma-separated list; group names expand, repeats drop."""
+    rows = []
+    for name in text.split(","):
+        for row in ROW_GROUPS.get(name, [name]):
+            if row not in rows:
+                rows.append(row)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=",".join(DEFAULT_ROWS),
-                        help=f"comma-separated, of: {', '.join(ROWS)}")
+                        help=f"comma-separated, of: {', '.join(ROWS)}; or a group: "
+                             f"{', '.join(ROW_GROUPS)}")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--out", default="runs/study")
     parser.add_argument("--extra", default="", help="more recipe flags for every run")
+    parser.add_argument("--subset_seed", type=int, default=0,
+                        help="seed of the long-tailed subset, the same for every run")
     parser.add_argument("--rule", default="cifar10", help="which many/medium/few rule to tabulate")
     parser.add_argument("--workers", type=int, default=1, help="runs at once, each on its own cores")
     parser.add_argument("--threads", type=int, default=None,
@@ -273,7 +367,7 @@ def main():
     parser.add_argument("--name", default="study", help="the table is OUT/NAME.md, the chart OUT/NAME.png")
     parser.add_argument("--chart", default=None, help="bar chart PNG (default: OUT/NAME.png)")
     args = parser.parse_args()
-    rows = args.rows.split(",")
+    rows = expand_rows(args.rows)
     for row in rows:
         if row not in ROWS:
             parser.error(f"unknown row {row!r}; rows: {', '.join(ROWS)}")
@@ -283,7 +377,8 @@ def main():
         threads = args.threads or (1 if args.workers > 1 else None)
         jobs = [(row, int(seed)) for seed in args.seeds.split(",") for row in rows]
         start = time.time()
-        run_all(jobs, args.out, args.extra.split(), args.workers, threads)
+        extra = [f"--subset_seed={args.subset_seed}", *args.extra.split()]
+        run_all(jobs, args.out, extra, args.workers, threads)
         print(f"study time: {(time.time() - start) / 60:.1f} min")
     table = collect(args.out, rows, args.rule)
     if not table:

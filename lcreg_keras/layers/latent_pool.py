@@ -118,24 +118,40 @@ class LatentPool(keras.layers.Layer):
                 "channels of the D-dimensional projection FC(f'_m) (spec Sec. 3)."
             )
         self.feature_dim = dim
+        # autocast=False: read in the owner's mixed-precision scope (the model
+        # calls `encode` / `latent_class_weights` directly), the variables
+        # stay float32 instead of being rounded to bfloat16 (spec Sec. 3).
         self.latents = self.add_weight(
             shape=(self.num_latents, dim),
             initializer=self.latent_initializer,
             name="latents",
+            autocast=False,
         )
         self.kernel = self.add_weight(
-            shape=(dim, dim), initializer=self.kernel_initializer, name="kernel"
+            shape=(dim, dim), initializer=self.kernel_initializer, name="kernel",
+            autocast=False,
         )
-        self.bias = self.add_weight(shape=(dim,), initializer="zeros", name="bias")
+        self.bias = self.add_weight(
+            shape=(dim,), initializer="zeros", name="bias", autocast=False
+        )
+
+    def encode(self, vectors):
+        """`FC(v) = v W + b` of `(..., D)` vectors (e.g. augmented latents)."""
+        return ops.matmul(vectors, self.kernel) + self.bias
 
     def encoded_latents(self):
         """`E = FC(f')`, the `(M, D)` encoded latent features."""
-        return ops.matmul(self.latents, self.kernel) + self.bias
+        return self.encode(self.latents)
 
     def latent_class_logits(self, encoded=None):
         """`(M, M)` latent-class logits `E[:, :M]`; row m has target m (Sec. 3.1)."""
         encoded = self.encoded_latents() if encoded is None else encoded
         return encoded[:, : self.num_latents]
+
+    def latent_class_logits_of(self, samples):
+        """`FC(v)[..., :M]` of `(..., D)` samples, e.g. the part features (Eq. 6)."""
+        m = self.num_latents
+        return ops.matmul(samples, self.kernel[:, :m]) + self.bias[:m]
 
     def latent_class_weights(self):
         """`(M, D)` weights of the M latent classes: row j is `W[:, j]` (Eq. 6)."""
@@ -183,6 +199,44 @@ class LatentPool(keras.layers.Layer):
             }
         )
         return config
+
+
+def part_features(features, weights):
+    """The part features of reading 3.b: each latent's share of each image.
+
+    ```
+    g[i, m] = sum_ab S_hat[i, a, b, m] f[i, a, b] / sum_ab S_hat[i, a, b, m]
+    ```
+
+    one einsum over the positions: the `S_hat`-weighted mean of image `i`'s
+    features under latent `m` (spec Sec. 3.b). Sample `g[i, m]` has latent
+    class `m`, so every image gives every latent one sample. Computed in
+    float32 (mixed precision: spec Sec. 3); gradients reach `f` and `S_hat`.
+
+    Args:
+        features: `(B, H, W, D)` feature map `f`.
+        weights: `(B, H, W, M)` normalised similarity maps `S_hat` (Eq. 2).
+
+    Returns:
+        float32 `(B, M, D)` part features.
+
+    Example:
+
+    >>> f = np.ones((2, 3, 3, 4), "float32")
+    >>> w = np.full((2, 3, 3, 5), 0.2, "float32")
+    >>> part_features(f, w).shape
+    (2, 5, 4)
+    """
+    features = ops.cast(features, "float32")
+    weights = ops.cast(weights, "float32")
+    if len(features.shape) != 4 or len(weights.shape) != 4:
+        raise ValueError(
+            "`features` (B, H, W, D) and `weights` (B, H, W, M) must have rank 4. "
+            f"Received shapes: {tuple(features.shape)} and {tuple(weights.shape)}"
+        )
+    mass = ops.sum(weights, axis=(1, 2))  # (B, M)
+    parts = ops.einsum("bhwm,bhwd->bmd", weights, features)
+    return parts / ops.maximum(mass, 1e-12)[:, :, None]
 
 
 def _l2_normalize(x, epsilon=1e-6):

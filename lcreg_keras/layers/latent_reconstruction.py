@@ -79,7 +79,20 @@ class LatentReconstruction(keras.layers.Layer):
                 f"`similarity` has {similarity.shape[-1]} maps but "
                 f"`encoded_latents` has {encoded_latents.shape[0]} rows."
             )
-        weights = ops.softmax(similarity / self.temperature, axis=-1)
+        return self.reconstruct(
+            self.similarity_weights(similarity), encoded_latents, features=features
+        )
+
+    def similarity_weights(self, similarity):
+        """`S_hat = softmax(S / temperature)` over the M maps (Eq. 2)."""
+        return ops.softmax(similarity / self.temperature, axis=-1)
+
+    def reconstruct(self, weights, encoded_latents, features=None):
+        """Eq. 3 (and Eq. 4 with `features`) from given weights `S_hat`.
+
+        `call` is `similarity_weights` then this; `LCRegModel` calls the two
+        apart when the latents of Eq. 3 are augmented (spec Sec. 3.c).
+        """
         encoded = ops.cast(encoded_latents, weights.dtype)
         reconstruction = ops.einsum("bhwm,md->bhwd", weights, encoded)
         outputs = {"reconstruction": reconstruction, "weights": weights}

@@ -8,19 +8,25 @@ from keras import ops
 
 from lcreg_keras.layers.classifier import LCRegClassifier
 from lcreg_keras.layers.latent_covariance import LatentCovariance
+from lcreg_keras.layers.latent_covariance import covariance_noise
 from lcreg_keras.layers.latent_pool import LatentPool
+from lcreg_keras.layers.latent_pool import part_features
 from lcreg_keras.layers.latent_reconstruction import LatentReconstruction
 from lcreg_keras.losses.classification import SoftmaxCrossentropy
 from lcreg_keras.losses.isda import latent_isda_loss
 from lcreg_keras.models.diagnostics import latent_usage
 
 FUSIONS = ("residual", "replace", "none")
+# The samples of Eq. 5-6 (spec Sec. 3.a / 3.b).
+LATENT_AUG_SAMPLES = ("latents", "parts")
 
 # The per-step terms reported as metrics, in the order they appear in `fit` logs.
 TERMS = (
     "loss_cls",
     "loss_aug",
     "loss_recon",
+    "share_aug",
+    "share_recon",
     "isda_lambda",
     "latents_in_use",
     "top_latent_share",
@@ -47,10 +53,38 @@ class LCRegModel(keras.Model):
     Eq. 7, `gamma * L_cls + alpha * L_aug + beta * L_recon`, where `L_cls` is
     the compiled loss (when `compile` gets no loss: `SoftmaxCrossentropy`,
     which takes integer or mixup soft labels), `L_recon` is Eq. 4 and `L_aug` is the latent ISDA loss
-    of Eq. 6 on the M latent classes: samples are the latent vectors `f'_m`
-    with label `m`, logits `E[:, :M]`, class weights the first M columns of the
-    projection kernel, and a per-latent covariance (`LatentCovariance`)
-    updated online each training step. The ISDA strength ramps as
+    of Eq. 6 on the M latent classes: class weights the first M columns of
+    the projection kernel (`W[:, :M]`, `b[:M]`), a per-latent covariance
+    `Sigma'` (`LatentCovariance`, ISDA's estimator, no gradient) updated online
+    each training step from the samples `latent_aug_samples` names
+    (spec Sec. 3):
+
+    - `"latents"` (3.a): the M latent vectors `f'_m`, label `m`, logits
+      `E[:, :M]`. Measured inert on Fashion-MNIST-LT (`L_aug` falls to about
+      0.03 after a few epochs: M vectors are trivially separable).
+    - `"parts"` (3.b): per image `i` and latent `m` the part feature
+      `g[i, m] = sum_ab S_hat[i,a,b,m] f[i,a,b] / sum_ab S_hat[i,a,b,m]`
+      (`part_features`, a `(B, M, D)` tensor), label `m`, logits
+      `FC(g[i, m])[:M]`; `Sigma'_m` is estimated from the B samples of latent
+      `m` each step and `L_aug` is the mean over all `B * M` samples.
+      Gradients reach `f`, `S_hat`, the latents and FC. At D = 2048 use
+      `covariance="diagonal"`.
+
+    With `latent_aug_explicit=True` (3.c, combinable with either), in
+    training the latents entering Eq. 3 are `FC(f'_m + delta_m)`,
+    `delta_m ~ N(0, lambda Sigma'_m)`, one draw per latent per training step
+    (shared by the batch's images; `covariance_noise`, Cholesky of
+    `Sigma' + eps I` or the diagonal's square root, float32, no gradient
+    through the draw), with `Sigma'` this step's updated estimate: `f_hat`,
+    `L_recon` and, through the fusion, the classifier see augmented latent
+    parts. Eq. 1 and `L_aug` keep the clean latents; inference never draws.
+
+    Mixed precision: the latent branch (latent pool, reconstruction, Eq. 1-6
+    and the covariance state) runs in float32 (its layers have a float32
+    policy and the feature map is cast to float32 on entry) while the
+    backbone and classifier follow the global policy (spec Sec. 3).
+
+    The ISDA strength ramps as
     `lambda = isda_lambda0 * t / T` with `t` the model's own step counter (a
     variable, so it survives checkpoints and works in JAX's stateless step)
     and `T = total_steps`, or `epochs * steps_per_epoch` taken from `fit`.
@@ -63,7 +97,10 @@ class LCRegModel(keras.Model):
     all carry them), and hands the terms to `compute_loss`, which every
     backend's `train_step` calls. `compute_loss` adds them to the compiled
     loss, adds the coupled weight decay, and updates the per-term metrics
-    (`loss_cls`, `loss_aug`, `loss_recon`, `isda_lambda` and the latent-usage
+    (`loss_cls`, `loss_aug`, `loss_recon`, `isda_lambda`, each auxiliary
+    term's share of Eq. 7's total `L = gamma L_cls + alpha L_aug + beta L_recon`
+    (weight decay excluded), `share_aug = alpha L_aug / L` and
+    `share_recon = beta L_recon / L`, and the latent-usage
     diagnostics of spec Sec. 9: `latents_in_use`, `top_latent_share`,
     `mean_max_weight`, `saturated_fraction`), which `fit` shows in its logs.
     `evaluate` (also `fit`'s validation) reports them on its data too, without
@@ -87,6 +124,12 @@ class LCRegModel(keras.Model):
             with the same training step (mixup, weight decay).
         latent_aug: bool, whether `L_aug` is trained (Table 4 ablation).
         latent_recon: bool, whether `L_recon` is trained (Table 4 ablation).
+            Table 4's "latent category only" row is `isda_lambda0=0` (plain
+            cross-entropy on the latent classes) with `latent_recon=False`.
+        latent_aug_samples: `"latents"` (default) or `"parts"`, the samples
+            of Eq. 5-6 (see above).
+        latent_aug_explicit: bool, feed explicitly augmented latents to Eq. 3
+            in training (see above); needs `latent_aug=True`.
         temperature: softmax temperature of Eq. 2.
         similarity, logit_scale, cosine_scale: see `LatentPool`.
         recon_scale: scale of the correlation matrix in Eq. 4 (`None`:
@@ -103,7 +146,8 @@ class LCRegModel(keras.Model):
             `weight_decay / 2 * sum(w ** 2)` over all trainable weights to the
             loss, so `weight_decay * w` joins the gradient before momentum, as
             in MiSLAS.
-        seed: seed of the in-step mixup.
+        seed: seed of the in-step mixup and of the explicit draws (a
+            `keras.random.SeedGenerator` each, seeded from `seed`).
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -128,6 +172,8 @@ class LCRegModel(keras.Model):
         latent=True,
         latent_aug=True,
         latent_recon=True,
+        latent_aug_samples="latents",
+        latent_aug_explicit=False,
         temperature=1.0,
         similarity="dot",
         logit_scale=None,
@@ -146,6 +192,16 @@ class LCRegModel(keras.Model):
             )
         if fusion not in FUSIONS:
             raise ValueError(f"`fusion` must be one of {FUSIONS}. Received: {fusion!r}")
+        if latent_aug_samples not in LATENT_AUG_SAMPLES:
+            raise ValueError(
+                f"`latent_aug_samples` must be one of {LATENT_AUG_SAMPLES}. "
+                f"Received: {latent_aug_samples!r}"
+            )
+        if latent_aug_explicit and not (latent and latent_aug):
+            raise ValueError(
+                "`latent_aug_explicit=True` draws from the covariance that L_aug "
+                "estimates: it needs `latent=True` and `latent_aug=True`."
+            )
         for name, value in (
             ("alpha", alpha),
             ("beta", beta),
@@ -170,6 +226,8 @@ class LCRegModel(keras.Model):
         self.latent = bool(latent)
         self.latent_aug = bool(latent_aug)
         self.latent_recon = bool(latent_recon)
+        self.latent_aug_samples = latent_aug_samples
+        self.latent_aug_explicit = bool(latent_aug_explicit)
         self.temperature = temperature
         self.similarity = similarity
         self.logit_scale = logit_scale
@@ -181,15 +239,18 @@ class LCRegModel(keras.Model):
         self.seed = seed
 
         if self.latent:
+            # float32 whatever the global policy (spec Sec. 3, mixed precision).
             self.latent_pool = LatentPool(
                 num_latents,
                 similarity=similarity,
                 logit_scale=logit_scale,
                 cosine_scale=cosine_scale,
                 name="latent_pool",
+                dtype="float32",
             )
             self.reconstruction = LatentReconstruction(
-                temperature=temperature, loss_scale=recon_scale, name="reconstruction"
+                temperature=temperature, loss_scale=recon_scale, name="reconstruction",
+                dtype="float32",
             )
             self.latent_covariance = LatentCovariance(
                 num_latents, mode=covariance, name="latent_covariance"
@@ -197,6 +258,12 @@ class LCRegModel(keras.Model):
         self.pooling = keras.layers.GlobalAveragePooling2D(name="gap")
         self.classifier = LCRegClassifier(num_classes, name="classifier")
         self.mixup_seed = keras.random.SeedGenerator(seed, name="mixup_seed")
+        if self.latent_aug_explicit:
+            # Its own stream (not the mixup's); only built when used, so models
+            # saved without it keep their variable list.
+            self.explicit_seed = keras.random.SeedGenerator(
+                None if seed is None else int(seed) + 1, name="explicit_seed"
+            )
         self.trackers = {name: keras.metrics.Mean(name=name) for name in TERMS}
         # Terms handed from `call` to `compute_loss` of the same step; one slot
         # per thread, since MirroredStrategy traces replicas in threads.
@@ -218,6 +285,7 @@ class LCRegModel(keras.Model):
         dim = feature_shape[-1]
         if self.latent:
             self.latent_pool.build(feature_shape)
+            self.reconstruction.build(feature_shape[:-1] + (self.num_latents,))
             self.latent_covariance.build((self.num_latents, dim))
         self.classifier.build((None, dim))
         state = dict(trainable=False, aggregation="only_first_replica", autocast=False)
@@ -256,39 +324,61 @@ class LCRegModel(keras.Model):
         # A frozen pool (stage two) has nothing for L_aug / L_recon to train.
         train_aux = training and self.latent_pool.trainable
         want_recon = self.latent_recon and (train_aux or (want_terms and not training))
-        z, s, encoded = self.latent_pool(features)
-        recon = self.reconstruction(
-            s, encoded, features=features if want_recon else None
+        want_aug = want_terms and self.latent_aug and (train_aux or not training)
+        # The latent branch runs in float32 whatever the backbone's dtype.
+        f32 = ops.cast(features, "float32")
+        z, s, encoded = self.latent_pool(f32)
+        weights = self.reconstruction.similarity_weights(s)
+        terms = {}
+        recon_latents = encoded
+        if train_aux:
+            self.lcreg_step.assign_add(ops.ones((), "int32"))
+        if want_aug:
+            lam = self.isda_lambda()
+            terms["isda_lambda"] = lam
+            terms["loss_aug"], covariance = self._latent_aug_loss(
+                f32, weights, encoded, lam, train_aux
+            )
+            if self.latent_aug_explicit and train_aux:
+                recon_latents = self._explicit_latents(covariance, lam)
+        recon = self.reconstruction.reconstruct(
+            weights, recon_latents, features=f32 if want_recon else None
         )
         f_hat = ops.cast(recon["reconstruction"], features.dtype)
         fused = {"residual": features + f_hat, "replace": f_hat, "none": features}
         fused = fused[self.fusion]
         if not want_terms:
             return fused, {}
-        terms = latent_usage(z, s, recon["weights"])
+        terms.update(latent_usage(z, s, weights))
         if want_recon:
             terms["loss_recon"] = recon["loss"]
-        if train_aux:
-            self.lcreg_step.assign_add(ops.ones((), "int32"))
-        if self.latent_aug and (train_aux or not training):
-            lam = self.isda_lambda()
-            terms["isda_lambda"] = lam
-            terms["loss_aug"] = self._latent_aug_loss(encoded, lam, train_aux)
         return fused, terms
 
-    def _latent_aug_loss(self, encoded, lam, training):
-        """Eq. 5-6 on the M latent classes, updating their covariance."""
-        labels = ops.arange(self.num_latents, dtype="int32")
-        covariance = self.latent_covariance(
-            self.latent_pool.latents, labels, training=training
+    def _latent_aug_loss(self, features, weights, encoded, lam, training):
+        """Eq. 5-6 on the M latent classes, updating their covariance.
+
+        Returns `(L_aug, Sigma')`, `Sigma'` after this step's update.
+        """
+        m = self.num_latents
+        pool = self.latent_pool
+        if self.latent_aug_samples == "parts":
+            parts = part_features(features, weights)  # (B, M, D)
+            covariance = self.latent_covariance(parts, None, training=training)
+            logits = ops.reshape(pool.latent_class_logits_of(parts), (-1, m))
+            labels = ops.tile(ops.arange(m, dtype="int32"), (ops.shape(parts)[0],))
+        else:
+            labels = ops.arange(m, dtype="int32")
+            covariance = self.latent_covariance(pool.latents, labels, training=training)
+            logits = pool.latent_class_logits(encoded)
+        loss = latent_isda_loss(
+            logits, labels, pool.latent_class_weights(), covariance, lam
         )
-        return latent_isda_loss(
-            self.latent_pool.latent_class_logits(encoded),
-            labels,
-            self.latent_pool.latent_class_weights(),
-            covariance,
-            lam,
-        )
+        return loss, covariance
+
+    def _explicit_latents(self, covariance, lam):
+        """`FC(f'_m + delta_m)`, `delta_m ~ N(0, lam Sigma'_m)` (spec Sec. 3.c)."""
+        delta = covariance_noise(covariance, lam, seed=self.explicit_seed)
+        return self.latent_pool.encode(self.latent_pool.latents + delta)
 
     def isda_lambda(self):
         """`lambda_0 * min(t / T, 1)`; `lambda_0` when `T` is unknown."""
@@ -364,7 +454,25 @@ class LCRegModel(keras.Model):
         self.trackers["loss_cls"].update_state(loss_cls * replicas)
         for name, value in terms.items():
             self.trackers[name].update_state(value)
+        for name, value in self._loss_shares(loss_cls * replicas, terms).items():
+            self.trackers[name].update_state(value)
         return total
+
+    def _loss_shares(self, loss_cls, terms):
+        """`alpha L_aug / L` and `beta L_recon / L`, `L` Eq. 7's total."""
+        parts = {"share_aug": ("loss_aug", self.alpha), "share_recon": ("loss_recon", self.beta)}
+        weighted = {
+            share: weight * ops.cast(terms[term], "float32")
+            for share, (term, weight) in parts.items()
+            if term in terms
+        }
+        if not weighted:
+            return {}
+        total = self.gamma * ops.cast(loss_cls, "float32") + ops.sum(
+            ops.stack(list(weighted.values()))
+        )
+        total = ops.maximum(total, 1e-12)
+        return {share: value / total for share, value in weighted.items()}
 
     def _weight_decay_term(self):
         """`weight_decay / 2 * sum(m_v * |v|^2)`, `m_v` the variable's gradient scale."""
@@ -390,9 +498,9 @@ class LCRegModel(keras.Model):
             return ("loss_cls",)
         off = set()
         if not self.latent_aug or not self.latent_pool.trainable:
-            off |= {"loss_aug", "isda_lambda"}
+            off |= {"loss_aug", "isda_lambda", "share_aug"}
         if not self.latent_recon or not self.latent_pool.trainable:
-            off.add("loss_recon")
+            off |= {"loss_recon", "share_recon"}
         return tuple(t for t in TERMS if t not in off)
 
     # --------------------------------------------------------- fit / evaluate
@@ -498,6 +606,8 @@ class LCRegModel(keras.Model):
                 "latent": self.latent,
                 "latent_aug": self.latent_aug,
                 "latent_recon": self.latent_recon,
+                "latent_aug_samples": self.latent_aug_samples,
+                "latent_aug_explicit": self.latent_aug_explicit,
                 "temperature": self.temperature,
                 "similarity": self.similarity,
                 "logit_scale": self.logit_scale,

@@ -49,6 +49,10 @@ class Config:
     latent_recon: bool = True
     temperature: float = 1.0
     similarity: str = "dot"
+    # The samples of Eq. 5-6 (spec Sec. 3): "latents" (3.a) or "parts" (3.b);
+    # explicit: augmented latents enter Eq. 3 in training (3.c).
+    latent_aug_samples: str = "latents"
+    latent_aug_explicit: bool = False
     # Stage one (MiSLAS): SGD with coupled weight decay, mixup.
     epochs: int = 200
     batch_size: int = 128
@@ -78,6 +82,10 @@ class Config:
     distribution: str = "auto"  # auto | none | mirrored | multi_worker | data_parallel
     mixed_precision: Optional[str] = None  # "mixed_bfloat16" | "mixed_float16"
     seed: int = 0
+    # Seed of the data subsets (the long-tailed draw, smoke caps), fixed across
+    # `seed` as MiSLAS fixes it (rand_number=0): a paired multi-seed study
+    # compares methods on one training set.
+    subset_seed: int = 0
     model_dir: str = "runs/default"
     # What the paper reports for this row (top-1 %), printed beside ours.
     paper_top1: Optional[float] = None

@@ -18,7 +18,10 @@ Every loader also builds `stage_two_train`: class-aware balanced batches
 (no mixup) for the decoupled stage two. `max_train_examples` /
 `max_test_examples` shrink the data for smoke runs: the long-tailed rule with
 a smaller n_max for the array datasets, a per-class proportional cap (every
-class keeps an image where the cap allows) for the list datasets.
+class keeps an image where the cap allows) for the list datasets. Every
+subset (the long-tailed draw and these caps) is drawn with
+`config.subset_seed`, not the run's `seed`: as in MiSLAS (`rand_number=0`),
+runs with different seeds train on the same images.
 """
 
 import dataclasses
@@ -105,7 +108,7 @@ def capped_long_tail(images, labels, config, n_max, num_classes):
             n_max = max(1, int(n_max * config.max_train_examples / total))
             total = sum(long_tailed_counts(n_max, num_classes, config.imbalance_factor))
     images, labels, _ = long_tailed_subset(
-        images, labels, config.imbalance_factor, n_max=n_max, seed=config.seed,
+        images, labels, config.imbalance_factor, n_max=n_max, seed=config.subset_seed,
         num_classes=num_classes,
     )
     return images, labels
@@ -114,7 +117,9 @@ def capped_long_tail(images, labels, config, n_max, num_classes):
 def capped_test(images, labels, config):
     if config.max_test_examples and len(labels) > config.max_test_examples:
         keep = np.sort(
-            np.random.default_rng(config.seed).permutation(len(labels))[: config.max_test_examples]
+            np.random.default_rng(config.subset_seed).permutation(len(labels))[
+                : config.max_test_examples
+            ]
         )
         return images[keep], labels[keep]
     return images, labels
@@ -343,7 +348,7 @@ def image_list_data(name, config):
         paths, labels = image_lists.read_any_list(
             list_path, config.data_dir, config.path_prefix, num_classes
         )
-        keep = cap_per_class(labels, cap, seed=config.seed)
+        keep = cap_per_class(labels, cap, seed=config.subset_seed)
         if len(keep) < len(labels):
             paths = [paths[i] for i in keep]
             labels = labels[keep]

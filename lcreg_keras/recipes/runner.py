@@ -2,7 +2,9 @@
 
 A recipe module defines `get_config()` and calls `runner.main(get_config)`.
 Flags override the recipe's fields; `--smoke` shrinks the run to a minute on a
-CPU (what CI runs). `--stage=1|2|both` picks MiSLAS's stages. Outputs in
+CPU (what CI runs). Flag values are checked before any data is read. The
+long-tailed subset is drawn with `--subset_seed` (default 0), not `--seed`, so
+runs with different seeds train on the same images (MiSLAS: `rand_number=0`). `--stage=1|2|both` picks MiSLAS's stages. Outputs in
 `--model_dir`:
 
 - `stage1/`, `stage2/`, one folder a stage:
@@ -12,8 +14,11 @@ CPU (what CI runs). `--stage=1|2|both` picks MiSLAS's stages. Outputs in
     are loaded);
   - `last.keras` after every epoch, `best.keras` (best test accuracy) when
     `--eval_every` validates during training, `model.keras` at the end;
-  - `tensorboard/`: each loss term, lambda, the latent-usage diagnostics and
-    the learning rate, per epoch; `history.csv`: the same as text;
+  - `tensorboard/`: each loss term, each auxiliary term's share of the loss
+    (`share_aug`, `share_recon`), lambda, the latent-usage diagnostics and
+    the learning rate, per epoch; `history.csv`: the same as text. Stage one
+    prints one warning per auxiliary term whose share is below 1 % after the
+    first tenth of the epochs (`callbacks.LossShareMonitor`);
 - `model.keras`: the final model; `preprocessing.json`: how raw images become
   its inputs (for evaluation and export);
 - `metrics.json`: the test metrics after each stage (overall, many / medium /
@@ -49,6 +54,10 @@ FLAG_FIELDS = (
     ("isda_lambda0", "float", "Final ISDA strength lambda_0."),
     ("temperature", "float", "Softmax temperature of Eq. 2."),
     ("similarity", "string", "dot | cosine similarity in Eq. 1."),
+    # issue 12
+    ("latent_aug_samples", "string", "latents | parts: the samples of Eq. 5-6 (spec Sec. 3)."),
+    ("latent_aug_explicit", "bool", "Feed latents augmented with N(0, lambda Sigma') to Eq. 3 in training."),
+    ("subset_seed", "integer", "Seed of the long-tailed subset, fixed across --seed (MiSLAS: 0)."),
     ("alpha", "float", "Weight of L_aug (Eq. 7)."),
     ("beta", "float", "Weight of L_recon (Eq. 7)."),
     ("backbone", "string", "Backbone name (lcreg_keras.backbones.get_backbone)."),
@@ -168,6 +177,8 @@ def build_model(config, data):
         latent=config.latent,
         latent_aug=config.latent_aug,
         latent_recon=config.latent_recon,
+        latent_aug_samples=config.latent_aug_samples,
+        latent_aug_explicit=config.latent_aug_explicit,
         temperature=config.temperature,
         similarity=config.similarity,
         weight_decay=config.weight_decay,
@@ -243,6 +254,10 @@ def stage_callbacks(config, stage_dir, validate, data=None):
         keras.callbacks.TensorBoard(os.path.join(stage_dir, "tensorboard"), update_freq="epoch"),
         keras.callbacks.TerminateOnNaN(),
     ]
+    if config.latent:
+        from lcreg_keras.callbacks import LossShareMonitor
+
+        out.append(LossShareMonitor())
     images = _sample_images(data) if data is not None and config.latent else None
     if images is not None:
         from lcreg_keras.visualize import LatentUsageImages
@@ -365,6 +380,39 @@ def evaluate(config, data, model):
     }
 
 
+def validate(config):
+    """Raises a clear ValueError for a bad choice, before any data is read."""
+    from lcreg_keras.layers.latent_covariance import COVARIANCE_MODES
+    from lcreg_keras.models.lcreg_model import FUSIONS
+    from lcreg_keras.models.lcreg_model import LATENT_AUG_SAMPLES
+
+    choices = (
+        ("stage", ("1", "2", "both")),
+        ("latent_aug_samples", LATENT_AUG_SAMPLES),
+        ("fusion", FUSIONS),
+        ("covariance", COVARIANCE_MODES),
+        ("similarity", ("dot", "cosine")),
+    )
+    for name, allowed in choices:
+        value = getattr(config, name)
+        if value not in allowed:
+            raise ValueError(
+                f"`--{name}` must be one of {', '.join(allowed)}. Received: {value!r}"
+            )
+    if config.latent_aug_explicit and not (config.latent and config.latent_aug):
+        raise ValueError(
+            "`--latent_aug_explicit` draws from the covariance that L_aug estimates: "
+            "it needs --latent and --latent_aug."
+        )
+    if isinstance(config.subset_seed, bool) or not isinstance(config.subset_seed, int) \
+            or config.subset_seed < 0:
+        raise ValueError(
+            f"`--subset_seed` must be an integer >= 0. Received: {config.subset_seed!r}"
+        )
+    if not config.isda_lambda0 >= 0:
+        raise ValueError(f"`--isda_lambda0` must be >= 0. Received: {config.isda_lambda0}")
+
+
 def run(config, verbose=None):
     """Trains and evaluates one config; returns the metrics dict it writes."""
     import keras
@@ -373,8 +421,7 @@ def run(config, verbose=None):
     from lcreg_keras import evaluation
     from lcreg_keras.recipes import datasets
 
-    if config.stage not in ("1", "2", "both"):
-        raise ValueError(f"`stage` must be 1, 2 or both. Received: {config.stage!r}")
+    validate(config)
     start = time.time()
     distribute.prepare(config.distribution)  # before any TF op / JAX computation
     scratch = distribute.worker_dir(config.model_dir)  # non-chief workers write here
@@ -457,7 +504,14 @@ def _describe_model(config, model, data):
         what = "baseline (no latent pool)"
     else:
         parts = [f"M={config.num_latents}", f"fusion={config.fusion}"]
-        parts.append("aug" if config.latent_aug else "no aug")
+        if config.latent_aug:
+            explicit = " + explicit" if config.latent_aug_explicit else ""
+            parts.append(
+                f"aug on {config.latent_aug_samples}{explicit} "
+                f"(lambda_0 {config.isda_lambda0:g})"
+            )
+        else:
+            parts.append("no aug")
         parts.append("recon" if config.latent_recon else "no recon")
         what = "LCReg " + ", ".join(parts)
     return (
