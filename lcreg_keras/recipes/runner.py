@@ -66,7 +66,9 @@ FLAG_FIELDS = (
     ("stage2_epochs", "integer", "Stage-two epochs."),
     ("stage2_lr", "float", "Stage-two base learning rate (default: --lr)."),
     ("stage2_lr_factor", "float", "Stage-two classifier learning-rate factor."),
-    ("stage2_epoch_size", "integer", "Stage-two examples per epoch (default: max count x C)."),
+    ("stage2_epoch_size", "integer", "Stage-two examples per epoch (default: ceil(N / B) + 1 batches)."),
+    # issue 13
+    ("stage2_samples_per_class", "integer", "Stage two: samples a class visit takes (MiSLAS: 4)."),
     ("eps_head", "float", "Label-aware smoothing of the largest class."),
     ("eps_tail", "float", "Label-aware smoothing of the smallest class."),
     ("shift_bn", "bool", "Re-estimate BatchNorm statistics in stage two."),
@@ -329,7 +331,8 @@ def train_stage_two(config, data, model, verbose=None):
     )
     print(
         f"stage 2: {config.stage2_epochs} epochs x {data.stage_two_steps} class-balanced "
-        f"steps; classifier lr x{config.stage2_lr_factor}, label-aware smoothing "
+        f"steps ({config.stage2_samples_per_class} a class visit); "
+        f"classifier lr x{config.stage2_lr_factor}, label-aware smoothing "
         f"{config.eps_head}/{config.eps_tail}, shifted BN {'on' if config.shift_bn else 'off'}",
         flush=True,
     )
