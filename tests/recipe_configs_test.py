@@ -119,3 +119,26 @@ def test_large_recipes_use_the_right_backbones():
     assert places_lt.get_config().backbone_weights == "imagenet"
     assert "keras.applications" in places_lt.__doc__
 
+
+def test_best_over_epochs_reads_validated_epochs_of_history(tmp_path):
+    # As Keras' CSVLogger writes it with validation_freq=2 ("NA" on the other
+    # epochs), a resumed run repeating epoch 3 (the later row wins).
+    (tmp_path / "history.csv").write_text(
+        "epoch,accuracy,loss,val_accuracy,val_loss\n"
+        "0,0.3,2.0,NA,NA\n"
+        "1,0.4,1.8,0.41,1.9\n"
+        "2,0.5,1.6,NA,NA\n"
+        "3,0.6,1.4,0.47,1.7\n"
+        "3,0.6,1.4,0.45,1.7\n"
+        "4,0.7,1.2,NA,NA\n"
+        "5,0.7,1.2,0.44,1.8\n"
+    )
+    best = runner.best_over_epochs(str(tmp_path), 0.43, 6)
+    assert best == {"top1_last": 0.43, "top1_best": 0.45, "top1_best_epoch": 4}
+    # The final evaluation counts as the last epoch; ties go to the earliest.
+    assert runner.best_over_epochs(str(tmp_path), 0.46, 6)["top1_best_epoch"] == 6
+    assert runner.best_over_epochs(str(tmp_path), 0.45, 6)["top1_best_epoch"] == 4
+    # Without a history (or validation) the best is the last.
+    assert runner.best_over_epochs(str(tmp_path / "none"), 0.5, 3) == {
+        "top1_last": 0.5, "top1_best": 0.5, "top1_best_epoch": 3,
+    }
