@@ -8,6 +8,35 @@ from lcreg_keras.losses import LabelAwareSmoothing
 from lcreg_keras.schedules import WarmupCosine
 
 
+def frozen_sublayers(model):
+    """The outermost frozen layers inside a trainable `model`, recursively.
+
+    A layer with `trainable=False` is listed (not its own sublayers: Keras
+    freezes those with it); a trainable one with `layers` is searched. An
+    untrainable `model` has no frozen part of its own, so the list is empty:
+    its whole-model flag is what stage two sets.
+
+    Args:
+        model: a `keras.Model` (or a layer with `layers`).
+
+    Returns:
+        A list of layers, in `model.layers` order.
+
+    Example:
+        >>> [layer.name for layer in frozen_sublayers(places_backbone)]  # doctest: +SKIP
+        ['places_resnet152_trunk']
+    """
+    if not model.trainable:
+        return []
+    found = []
+    for layer in getattr(model, "layers", []):
+        if not layer.trainable:
+            found.append(layer)
+        else:
+            found.extend(frozen_sublayers(layer))
+    return found
+
+
 class DecoupledStageTwo:
     """Switches a trained stage-one `LCRegModel` to stage two and trains it.
 
@@ -18,7 +47,11 @@ class DecoupledStageTwo:
       keep running in training mode, so their moving statistics re-estimate
       on the balanced batches while every weight, the affine parameters
       included, stays fixed (MiSLAS's shifted BN); otherwise BatchNorm runs in
-      inference mode;
+      inference mode. A part of the backbone that stage one had frozen
+      (`trainable=False` inside a trainable backbone: the ImageNet-pretrained
+      trunk of `places_resnet152`) stays frozen, explicitly, BatchNorm in
+      inference mode included: MiSLAS keeps the Places-LT trunk in `eval()`
+      and re-estimates only the new block's statistics;
     - the classifier keeps training at `lr * lr_factor` (a gradient scale on
       its kernel and bias, equal to a per-group learning rate for SGD with
       momentum), and gets MiSLAS's learnable per-class logit scaling
@@ -108,7 +141,13 @@ class DecoupledStageTwo:
             )
         backbone = model.backbone
         if self.shift_bn:
+            # Recorded before `trainable = True`, which (on JAX and PyTorch;
+            # TensorFlow skips setting an attribute to its current value)
+            # would unfreeze every sublayer, the pretrained trunk included.
+            frozen = frozen_sublayers(backbone)
             backbone.trainable = True
+            for layer in frozen:
+                layer.trainable = False
             for variable in backbone.weights:
                 variable.trainable = False
         else:

@@ -27,10 +27,9 @@ def test_fashion_mnist_lt_smoke_writes_everything(tmp_path):
     data_dir = tmp_path / "fashion"
     fake_fashion_mnist(data_dir, n_train=9000, n_test=500, learnable=True)
     out = tmp_path / "run"
-    stdout = run_recipe(
-        "fashion_mnist_lt", "--smoke", f"--data_dir={data_dir}", f"--model_dir={out}",
-        "--epochs=3", "--verbose=2", "--imbalance_factor=10",
-    )
+    args = ["--smoke", f"--data_dir={data_dir}", f"--model_dir={out}", "--epochs=3",
+            "--verbose=2", "--imbalance_factor=10", "--eval_every=2"]
+    stdout = run_recipe("fashion_mnist_lt", *args)
     assert f"from {data_dir}" in stdout
     assert "[index (cifar10)]" in stdout and "Epoch 3/3" in stdout and "[count (many > 100, few < 20)]" in stdout
 
@@ -41,6 +40,11 @@ def test_fashion_mnist_lt_smoke_writes_everything(tmp_path):
     assert set(split) >= {"overall", "many", "medium", "few", "rule"}
     # The bands make the classes learnable: well above chance (10 %).
     assert metrics["top1"] > 0.3, metrics["top1"]
+    # --eval_every validated epoch 2: the best of epochs 2 and 3 beside the
+    # last (the headline), named, in metrics.json and the printed summary.
+    assert metrics["top1_last"] == metrics["top1"] == metrics["stages"]["stage1"]["top1"]
+    assert metrics["top1_best"] >= metrics["top1"] and metrics["top1_best_epoch"] in (2, 3)
+    assert "top-1 last" in stdout and f"at epoch {metrics['top1_best_epoch']}" in stdout
 
     with open(out / "stage1" / "history.csv") as f:
         rows = list(csv.DictReader(f))
@@ -52,17 +56,16 @@ def test_fashion_mnist_lt_smoke_writes_everything(tmp_path):
     # lambda ramps up, the learning rate decays (x0.1 at 80 % of 3 epochs).
     assert float(rows[0]["isda_lambda"]) < float(rows[-1]["isda_lambda"])
     assert float(rows[-1]["learning_rate"]) < float(rows[0]["learning_rate"])
-    for name in ("model.keras", "preprocessing.json", "stage1/last.keras", "stage1/done.json"):
+    for name in ("model.keras", "preprocessing.json", "stage1/last.keras", "stage1/done.json",
+                 "stage1/best.keras"):
         assert (out / name).exists(), name
     events = [f for _, _, files in os.walk(out / "stage1" / "tensorboard") for f in files]
     assert any(f.startswith("events.out.tfevents") for f in events)
     # A finished run leaves no backup behind, and running it again trains nothing.
     assert not (out / "stage1" / "backup").exists() or not os.listdir(out / "stage1" / "backup")
-    again = run_recipe(
-        "fashion_mnist_lt", "--smoke", f"--data_dir={data_dir}", f"--model_dir={out}",
-        "--epochs=3", "--verbose=2", "--imbalance_factor=10",
-    )
+    again = run_recipe("fashion_mnist_lt", *args)
     assert "finished earlier" in again and "Epoch 1/" not in again
+    assert json.loads((out / "metrics.json").read_text())["top1_best"] == metrics["top1_best"]
 
 
 def test_missing_dataset_says_what_to_install(tmp_path):

@@ -7,7 +7,9 @@ from keras import ops
 
 from lcreg_keras.layers import LCRegClassifier
 from lcreg_keras.models import LCRegModel
+from lcreg_keras.backbones.applications import _with_trainable_bottleneck
 from lcreg_keras.stage_two import DecoupledStageTwo
+from lcreg_keras.stage_two import frozen_sublayers
 from tests.model_test import tiny_backbone
 from tests.model_test import toy_data
 
@@ -52,6 +54,46 @@ def test_stage_two_freezes_backbone_and_latents_and_trains_the_head(shift_bn, rn
     moved = [np.abs(a - b).max() > 0 for a, b in zip(moving, _numpy([bn.moving_mean, bn.moving_variance]))]
     assert all(moved) if shift_bn else not any(moved)
     assert "loss_aug" not in logs and "loss_recon" not in logs and "latents_in_use" in logs
+
+
+@pytest.mark.parametrize("reload", [False, True])
+def test_places_trunk_stays_frozen_under_shift_bn(reload, rng, tmp_path):
+    """Places-LT: a pretrained trunk frozen in stage one keeps its weights and
+    BatchNorm statistics bit-identical through stage two with shifted BN (as
+    MiSLAS's `model.eval()`); only the new block's statistics move. `reload`:
+    stage two on the saved stage-one model, as `--stage=2` runs it."""
+    x, y = toy_data(rng, n=64)
+    trunk = tiny_backbone(batchnorm=True)  # stands in for ResNet-152
+    backbone = _with_trainable_bottleneck(trunk, True, 4, "places", bn_momentum=0.9, bn_epsilon=1e-5)
+    model = LCRegModel(backbone, num_classes=3, num_latents=4, mixup_alpha=0.5)
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9))
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    if reload:
+        model.save(str(tmp_path / "stage1.keras"))
+        model = keras.saving.load_model(str(tmp_path / "stage1.keras"))
+    trunk = model.backbone.get_layer("tiny")
+    assert [layer.name for layer in frozen_sublayers(model.backbone)] == ["tiny"]
+    trunk_bn = [l for l in trunk.layers if isinstance(l, keras.layers.BatchNormalization)]
+    head_bn = [l for l in model.backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert len(trunk_bn) == 1 and len(head_bn) == 3
+    trunk_before = _numpy(trunk.weights)
+    assert len(trunk_before) == 2 + 2 + 4  # two convs (kernel, bias), BN (4)
+    head_weights = [w for l in model.backbone.layers if l is not trunk for w in l.weights]
+    fixed = [w for w in head_weights if "moving" not in w.path]
+    moving = [w for w in head_weights if "moving" in w.path]
+    fixed_before, moving_before = _numpy(fixed), _numpy(moving)
+
+    stage_two = DecoupledStageTwo([40, 16, 8], epochs=2, lr=0.05, shift_bn=True)
+    stage_two.fit(model, x, steps_per_epoch=4, y=y, batch_size=16, verbose=0)
+
+    assert not trunk.trainable and all(not l.trainable for l in trunk_bn)
+    for a, b in zip(trunk_before, _numpy(trunk.weights)):
+        np.testing.assert_array_equal(a, b)  # moving statistics included
+    for a, b in zip(fixed_before, _numpy(fixed)):
+        np.testing.assert_array_equal(a, b)
+    assert len(moving) == 6
+    assert all(np.abs(a - b).max() > 0 for a, b in zip(moving_before, _numpy(moving)))
+    assert not model.backbone.trainable_weights
 
 
 def test_stage_two_loss_is_label_aware_smoothing(rng):

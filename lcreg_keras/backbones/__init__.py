@@ -1,8 +1,10 @@
 """Backbones: image -> last feature map `(B, H', W', C)`, no pooling, no head.
 
 * CIFAR ResNets (`resnet32`, `cifar_resnet`) for CIFAR-10/100-LT;
-* ImageNet ResNets from `keras.applications` (`resnet50` for ImageNet-LT,
-  `resnet152`, and `places_resnet152` for Places-LT).
+* ResNet v1.5, torchvision's structure as MiSLAS trains it
+  (`resnet50_v1_5` for ImageNet-LT and iNaturalist 2018, `resnet152_v1_5`);
+* ImageNet ResNets (v1) from `keras.applications`, for their ImageNet
+  weights (`resnet50`, `resnet152`, and `places_resnet152` for Places-LT).
 
 `get_backbone(name, input_shape, **kwargs)` builds one by name.
 """
@@ -13,6 +15,9 @@ from lcreg_keras.backbones.applications import resnet152
 from lcreg_keras.backbones.resnet_cifar import PadShortcut
 from lcreg_keras.backbones.resnet_cifar import cifar_resnet
 from lcreg_keras.backbones.resnet_cifar import resnet32
+from lcreg_keras.backbones.resnet_torchvision import resnet50_v1_5
+from lcreg_keras.backbones.resnet_torchvision import resnet152_v1_5
+from lcreg_keras.backbones.resnet_torchvision import resnet_v1_5
 
 
 def _cifar(depth):
@@ -32,6 +37,8 @@ BACKBONES = {
     "resnet44": _cifar(44),
     "resnet56": _cifar(56),
     "resnet110": _cifar(110),
+    "resnet50_v1_5": resnet50_v1_5,
+    "resnet152_v1_5": resnet152_v1_5,
     "resnet50": resnet50,
     "resnet152": resnet152,
     "places_resnet152": places_resnet152,
@@ -44,8 +51,10 @@ def get_backbone(name, input_shape=None, **kwargs):
     Args:
         name: one of `"resnet8"` (tiny CIFAR ResNet), `"resnet20"`,
             `"resnet32"`, `"resnet44"`, `"resnet56"`, `"resnet110"` (CIFAR
-            ResNets, see `cifar_resnet`), `"resnet50"`, `"resnet152"`,
-            `"places_resnet152"` (ImageNet ResNets, see `applications`).
+            ResNets, see `cifar_resnet`), `"resnet50_v1_5"`,
+            `"resnet152_v1_5"` (torchvision's ResNet, see `resnet_v1_5`),
+            `"resnet50"`, `"resnet152"`, `"places_resnet152"`
+            (`keras.applications` ResNets, see `applications`).
             Case-insensitive.
         input_shape: channels-last image shape `(H, W, C)`; `None` keeps the
             builder's default (32x32x3 for CIFAR ResNets, 224x224x3 else).
@@ -85,5 +94,8 @@ __all__ = [
     "places_resnet152",
     "resnet32",
     "resnet50",
+    "resnet50_v1_5",
     "resnet152",
+    "resnet152_v1_5",
+    "resnet_v1_5",
 ]

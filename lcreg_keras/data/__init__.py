@@ -1,7 +1,10 @@
 """Data: long-tailed subsets, dataset loaders, tf.data pipelines, samplers."""
 
+from lcreg_keras.data.balanced import SAMPLES_PER_CLASS
+from lcreg_keras.data.balanced import StageTwoEpoch
 from lcreg_keras.data.balanced import class_aware_indices
 from lcreg_keras.data.balanced import default_epoch_size
+from lcreg_keras.data.balanced import stage_two_epoch
 from lcreg_keras.data.cifar import CIFAR_MEAN
 from lcreg_keras.data.cifar import CIFAR_STD
 from lcreg_keras.data.cifar import load_cifar
@@ -38,6 +41,8 @@ __all__ = [
     "INATURALIST_MEAN",
     "INATURALIST_STD",
     "ImageCheck",
+    "SAMPLES_PER_CLASS",
+    "StageTwoEpoch",
     "UnreadableImagesError",
     "channel_stats",
     "check_images",
@@ -58,4 +63,5 @@ __all__ = [
     "skipped_images",
     "small_image_eval_dataset",
     "small_image_train_dataset",
+    "stage_two_epoch",
 ]

@@ -9,6 +9,13 @@ Three list formats (spec Sec. 7):
 - iNaturalist 2018 (`train2018.json`, `val2018.json`, COCO style):
   `images[i] = {"id", "file_name", ...}` and
   `annotations[j] = {"image_id", "category_id", ...}`, matched by image id.
+  MiSLAS ships the same split as text lists, `iNaturalist18_train.txt` /
+  `iNaturalist18_val.txt` (`train_val2018/Plantae/7291/....jpg 7291`: the
+  label is the category id), read as the ImageNet-LT ones.
+
+The default names of a split (`INATURALIST_2018_LISTS`, ...) may be several
+candidates, tried in order by `resolve_list`: iNaturalist's JSON file first,
+then MiSLAS's text list.
 
 A listed path is joined to `image_root` and an optional `path_prefix`
 (`image_root/path_prefix/relative/path`). Copies of the data are laid out
@@ -38,7 +45,11 @@ PLACES_LT_LISTS = {
     "val": "Places_LT_val.txt",
     "test": "Places_LT_test.txt",
 }
-INATURALIST_2018_LISTS = {"train": "train2018.json", "val": "val2018.json"}
+# Candidates in order: the official JSON, then MiSLAS's text list.
+INATURALIST_2018_LISTS = {
+    "train": ("train2018.json", "iNaturalist18_train.txt"),
+    "val": ("val2018.json", "iNaturalist18_val.txt"),
+}
 
 
 def _join(image_root, path_prefix, relative):
@@ -240,7 +251,9 @@ def resolve_list(name_or_path, data_dir):
 
     Args:
         name_or_path: an existing file path, or a file name (or a path
-            relative to `data_dir`) such as `"ImageNet_LT_train.txt"`.
+            relative to `data_dir`) such as `"ImageNet_LT_train.txt"`; or a
+            tuple of such candidates, tried in order (the first that exists
+            wins), e.g. `("train2018.json", "iNaturalist18_train.txt")`.
         data_dir: folder to look in when `name_or_path` is not an existing
             file; may be None.
 
@@ -248,12 +261,28 @@ def resolve_list(name_or_path, data_dir):
         The path of the existing file.
 
     Raises:
-        FileNotFoundError: naming both places looked at.
+        FileNotFoundError: naming every place looked at.
 
     Example:
         >>> resolve_list("ImageNet_LT_train.txt", "/data/imagenet")  # doctest: +SKIP
         '/data/imagenet/ImageNet_LT_train.txt'
+        >>> resolve_list(INATURALIST_2018_LISTS["train"], "/data/inat")  # doctest: +SKIP
+        '/data/inat/iNaturalist18_train.txt'
     """
+    if isinstance(name_or_path, (tuple, list)):
+        if not name_or_path:
+            raise ValueError("A list file name is needed. Received no candidates.")
+        errors = []
+        for candidate in name_or_path:
+            try:
+                return resolve_list(candidate, data_dir)
+            except FileNotFoundError as error:
+                errors.append(str(error))
+        raise FileNotFoundError(
+            "None of the list files " + " / ".join(repr(os.path.basename(os.fspath(c)))
+                                                  for c in name_or_path)
+            + " was found:\n" + "\n".join(errors)
+        )
     if not name_or_path:
         raise ValueError(f"A list file name is needed. Received: {name_or_path!r}")
     name_or_path = os.path.expanduser(os.fspath(name_or_path))

@@ -418,6 +418,7 @@ def image_train_dataset(
     drop_remainder=True,
     check_files=True,
     num_threads=None,
+    samples_per_class=None,
 ):
     """Augmented, normalised training batches read from image files.
 
@@ -443,7 +444,8 @@ def image_train_dataset(
             of stopping with an error naming them.
         mean: per-channel mean in [0, 1] scale (`IMAGENET_MEAN`).
         std: per-channel std in [0, 1] scale (`IMAGENET_STD`).
-        epoch_size: class-aware epoch length (default `max count x C`).
+        epoch_size: class-aware epoch length in images (default: MiSLAS's
+            stage-two epoch, `ceil(N / batch_size) + 1` batches).
         flip: random horizontal flip with probability 1/2.
         scale: random-resized-crop area range, fraction of the image.
         ratio: random-resized-crop aspect-ratio (width / height) range.
@@ -451,6 +453,8 @@ def image_train_dataset(
         check_files: run `check_images` first (see the module docstring);
             turn off when the caller has checked the files already.
         num_threads: threads of that scan.
+        samples_per_class: class-aware only: consecutive images a class
+            visit takes (default 4, MiSLAS's `num_samples_cls`).
 
     Returns:
         A `tf.data.Dataset` of `(x, y)`: `x` float32
@@ -490,7 +494,10 @@ def image_train_dataset(
     paths, labels, check = _validate_files(
         paths, labels, skip_bad_images, check_files, num_threads
     )
-    sampler, epoch_size = check_sampler(sampler, epoch_size, labels, num_classes)
+    sampler, epoch_size, samples_per_class = check_sampler(
+        sampler, epoch_size, labels, num_classes, batch_size=batch_size,
+        samples_per_class=samples_per_class,
+    )
     n = epoch_size if sampler == "class_aware" else len(paths)
     if drop_remainder and n < batch_size:
         raise ValueError(
@@ -517,7 +524,7 @@ def image_train_dataset(
 
     def one_epoch(epoch):
         if sampler == "class_aware":
-            order = class_aware_order(labels, num_classes, n, seed, epoch)
+            order = class_aware_order(labels, num_classes, n, seed, epoch, samples_per_class)
         else:
             order = tf.cast(
                 tf.argsort(tf.random.stateless_uniform([n], seed=_fold(base, _ORDER, epoch))),

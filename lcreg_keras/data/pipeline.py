@@ -24,14 +24,17 @@ for tf.data's buffered shuffle.
 Stage two (spec Sec. 5) samples class-aware instead: `sampler="class_aware"`
 draws each epoch's indices with `balanced.class_aware_indices(seed, epoch)`
 (NumPy, run inside the dataset through `tf.numpy_function`), so every pass
-is a fresh, reproducible balanced epoch of `max_c N_c * C` samples.
+is a fresh, reproducible balanced epoch: runs of `samples_per_class` (4)
+samples a class, `ceil(N / B) + 1` batches by default, as MiSLAS's stage two
+(`balanced.stage_two_epoch`).
 """
 
 import numpy as np
 import tensorflow as tf
 
+from lcreg_keras.data.balanced import SAMPLES_PER_CLASS
 from lcreg_keras.data.balanced import class_aware_indices
-from lcreg_keras.data.balanced import default_epoch_size
+from lcreg_keras.data.balanced import stage_two_epoch
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -247,10 +250,16 @@ def _augment_batch(images, seed, pad, flip, pad_mode):
     return tf.gather(images, cols, axis=2, batch_dims=1)
 
 
-def check_sampler(sampler, epoch_size, labels, num_classes, shuffle_buffer=None):
-    """Validates `sampler` / `epoch_size`; returns them, the size resolved.
+def check_sampler(
+    sampler, epoch_size, labels, num_classes, shuffle_buffer=None, batch_size=1,
+    samples_per_class=None,
+):
+    """Validates the sampler arguments; returns `(sampler, epoch_size, samples_per_class)`.
 
-    Shared by the small-image and the file-list pipelines.
+    Shared by the small-image and the file-list pipelines. For
+    `"class_aware"`, `epoch_size=None` becomes MiSLAS's stage-two epoch,
+    `stage_two_epoch(len(labels), batch_size).examples`, and
+    `samples_per_class=None` becomes 4; both stay `None` for `"random"`.
     """
     if sampler not in ("random", "class_aware"):
         raise ValueError(
@@ -258,24 +267,30 @@ def check_sampler(sampler, epoch_size, labels, num_classes, shuffle_buffer=None)
             f"Received: sampler={sampler!r}"
         )
     if sampler == "random":
-        if epoch_size is not None:
-            raise ValueError(
-                "`epoch_size` only applies to sampler='class_aware' (a random "
-                "epoch is every sample once). Received: "
-                f"epoch_size={epoch_size!r}"
-            )
-        return sampler, None
+        for name, value in (("epoch_size", epoch_size), ("samples_per_class", samples_per_class)):
+            if value is not None:
+                raise ValueError(
+                    f"`{name}` only applies to sampler='class_aware' (a random "
+                    f"epoch is every sample once). Received: {name}={value!r}"
+                )
+        return sampler, None, None
     if shuffle_buffer is not None:
         raise ValueError(
             "`shuffle_buffer` does not apply to sampler='class_aware' (its "
             f"order is random already). Received: shuffle_buffer={shuffle_buffer!r}"
         )
     if epoch_size is None:
-        epoch_size = default_epoch_size(labels, num_classes)
-    return sampler, _check_positive_int(epoch_size, "epoch_size")
+        epoch_size = stage_two_epoch(len(labels), batch_size).examples
+    if samples_per_class is None:
+        samples_per_class = SAMPLES_PER_CLASS
+    return (
+        sampler,
+        _check_positive_int(epoch_size, "epoch_size"),
+        _check_positive_int(samples_per_class, "samples_per_class"),
+    )
 
 
-def class_aware_order(labels, num_classes, epoch_size, seed, epoch):
+def class_aware_order(labels, num_classes, epoch_size, seed, epoch, samples_per_class):
     """The class-aware indices of epoch `epoch` (a tensor) as an int64 tensor.
 
     Runs `class_aware_indices` through `tf.numpy_function` inside the
@@ -285,7 +300,8 @@ def class_aware_order(labels, num_classes, epoch_size, seed, epoch):
 
     def draw(epoch_value):
         return class_aware_indices(
-            labels, num_classes, epoch_size, seed=seed, epoch=int(epoch_value)
+            labels, num_classes, epoch_size, seed=seed, epoch=int(epoch_value),
+            samples_per_class=samples_per_class,
         )
 
     order = tf.numpy_function(draw, [epoch], tf.int64, stateful=False)
@@ -315,6 +331,7 @@ def small_image_train_dataset(
     pad_mode="constant",
     sampler="random",
     epoch_size=None,
+    samples_per_class=None,
 ):
     """Shuffled, augmented, normalised training batches of small images.
 
@@ -348,8 +365,12 @@ def small_image_train_dataset(
         sampler: `"random"` (each sample once per epoch, shuffled) or
             `"class_aware"` (each draw picks a class uniformly; stage two).
         epoch_size: samples per epoch with `sampler="class_aware"`; `None`
-            gives `max_c N_c * C`, MiSLAS's balanced epoch. Must be `None`
-            with `sampler="random"`.
+            gives MiSLAS's stage-two epoch, `ceil(N / batch_size) + 1`
+            batches (`balanced.stage_two_epoch`). Must be `None` with
+            `sampler="random"`.
+        samples_per_class: with `sampler="class_aware"`, consecutive
+            samples a class visit takes; `None` gives 4 (MiSLAS's
+            `num_samples_cls`). Must be `None` with `sampler="random"`.
 
     Returns:
         A `tf.data.Dataset` of `(x, y)`: `x` float32 `(B, H, W, C)`; `y` int32
@@ -404,8 +425,8 @@ def small_image_train_dataset(
             "`shuffle_buffer` must be None (full permutation), 0 (no shuffle) "
             f"or a positive int. Received: shuffle_buffer={shuffle_buffer!r}"
         )
-    sampler, epoch_size = check_sampler(
-        sampler, epoch_size, labels, num_classes, shuffle_buffer
+    sampler, epoch_size, samples_per_class = check_sampler(
+        sampler, epoch_size, labels, num_classes, shuffle_buffer, batch_size, samples_per_class
     )
     if sampler == "class_aware":
         n = epoch_size
@@ -431,7 +452,7 @@ def small_image_train_dataset(
         if buffered:  # samples go through the outer buffered shuffle
             return tf.data.Dataset.range(n).map(lambda i: (epoch, i))
         if sampler == "class_aware":
-            order = class_aware_order(labels, num_classes, n, seed, epoch)
+            order = class_aware_order(labels, num_classes, n, seed, epoch, samples_per_class)
             indices = tf.data.Dataset.from_tensor_slices(order)
         elif shuffle_buffer == 0:
             indices = tf.data.Dataset.range(n)

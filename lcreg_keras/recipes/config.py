@@ -70,7 +70,9 @@ class Config:
     stage2_lr: Optional[float] = None  # None: `lr`
     stage2_lr_factor: float = 0.2
     stage2_batch_size: Optional[int] = None  # None: `batch_size`
-    stage2_epoch_size: Optional[int] = None  # None: max class count x C
+    # None: MiSLAS's ceil(N / B) + 1 batches of B = stage2_batch_size.
+    stage2_epoch_size: Optional[int] = None
+    stage2_samples_per_class: int = 4  # MiSLAS's num_samples_cls
     eps_head: float = 0.3
     eps_tail: float = 0.0
     shift_bn: bool = False

@@ -15,13 +15,15 @@
   iNaturalist ones.
 
 Every loader also builds `stage_two_train`: class-aware balanced batches
-(no mixup) for the decoupled stage two. `max_train_examples` /
-`max_test_examples` shrink the data for smoke runs: the long-tailed rule with
-a smaller n_max for the array datasets, a per-class proportional cap (every
-class keeps an image where the cap allows) for the list datasets. Every
-subset (the long-tailed draw and these caps) is drawn with
-`config.subset_seed`, not the run's `seed`: as in MiSLAS (`rand_number=0`),
-runs with different seeds train on the same images.
+(no mixup) for the decoupled stage two, MiSLAS's: runs of
+`stage2_samples_per_class` (4) images a class, `ceil(N / B) + 1` batches an
+epoch unless `stage2_epoch_size` says otherwise (`stage_two_sizes`).
+`max_train_examples` / `max_test_examples` shrink the data for smoke runs:
+the long-tailed rule with a smaller n_max for the array datasets, a
+per-class proportional cap (every class keeps an image where the cap
+allows) for the list datasets. Every subset (the long-tailed draw and these
+caps) is drawn with `config.subset_seed`, not the run's `seed`: as in MiSLAS
+(`rand_number=0`), runs with different seeds train on the same images.
 """
 
 import dataclasses
@@ -54,7 +56,7 @@ class Data:
             `input_shape`, or None: resize straight to `input_shape`).
         stage_two_train: class-aware balanced training batches for stage two
             (no mixup), or None where not built.
-        stage_two_steps: batches per stage-two epoch.
+        stage_two_steps: batches per stage-two epoch (`stage_two_sizes`).
         source: where the data was read from.
         class_names: optional list of names.
         skipped_images: image files left out as unreadable
@@ -88,13 +90,19 @@ class Data:
         return text
 
 
-def stage_two_sizes(config, labels, num_classes):
-    """Examples per stage-two epoch (default: max count x C) and its batch size."""
-    from lcreg_keras.data import default_epoch_size
+def stage_two_sizes(config, labels):
+    """The stage-two epoch of a config: a `StageTwoEpoch(examples, batch_size, steps)`.
 
-    size = config.stage2_epoch_size or default_epoch_size(labels, num_classes)
-    batch = min(config.stage2_batch_size or config.batch_size, size)
-    return size, batch
+    MiSLAS's `ceil(N / B) + 1` batches of `B = stage2_batch_size or
+    batch_size` (N: training examples), or `stage2_epoch_size` examples in
+    whole batches when the config sets it. Computed here once; the pipeline
+    draws `examples` indices and `Data.stage_two_steps` is `steps`.
+    """
+    from lcreg_keras.data import stage_two_epoch
+
+    return stage_two_epoch(
+        len(labels), config.stage2_batch_size or config.batch_size, config.stage2_epoch_size
+    )
 
 
 def capped_long_tail(images, labels, config, n_max, num_classes):
@@ -154,10 +162,11 @@ def small_image_data(
     )
     test_ds = small_image_eval_dataset(x_test, y_test, config.eval_batch_size, mean, std)
     # Stage two: class-aware balanced batches, same augmentation, no mixup.
-    balanced_size, stage_two_batch = stage_two_sizes(config, y_train, num_classes)
+    epoch = stage_two_sizes(config, y_train)
     stage_two = small_image_train_dataset(
-        x_train, y_train, num_classes, stage_two_batch, mean, std, mixup_alpha=0.0,
-        seed=config.seed, sampler="class_aware", epoch_size=balanced_size,
+        x_train, y_train, num_classes, epoch.batch_size, mean, std, mixup_alpha=0.0,
+        seed=config.seed, sampler="class_aware", epoch_size=epoch.examples,
+        samples_per_class=config.stage2_samples_per_class,
     )
     shape = x_train.shape[1:] if x_train.ndim == 4 else x_train.shape[1:] + (1,)
     return Data(
@@ -176,7 +185,7 @@ def small_image_data(
             "resize": None,
         },
         stage_two_train=stage_two,
-        stage_two_steps=balanced_size // stage_two_batch,
+        stage_two_steps=epoch.steps,
         source=source,
         class_names=class_names,
     )
@@ -288,8 +297,9 @@ def _find_list(config, names, split):
             return resolve_list(name, config.data_dir)
         except FileNotFoundError as error:
             errors.append(str(error))
+    tried = [n for name in defaults for n in ((name,) if isinstance(name, str) else name)]
     raise FileNotFoundError(
-        "No test list found (tried " + " and ".join(defaults) + "):\n" + "\n".join(errors)
+        "No test list found (tried " + " and ".join(tried) + "):\n" + "\n".join(errors)
     )
 
 
@@ -373,10 +383,11 @@ def image_list_data(name, config):
         train_paths, train_labels, num_classes, batch_size,
         mixup_alpha=config.mixup_alpha, **common,
     )
-    balanced_size, stage_two_batch = stage_two_sizes(config, train_labels, num_classes)
+    epoch = stage_two_sizes(config, train_labels)
     stage_two = image_pipeline.image_train_dataset(
-        train_paths, train_labels, num_classes, stage_two_batch,
-        mixup_alpha=0.0, sampler="class_aware", epoch_size=balanced_size, **common,
+        train_paths, train_labels, num_classes, epoch.batch_size,
+        mixup_alpha=0.0, sampler="class_aware", epoch_size=epoch.examples,
+        samples_per_class=config.stage2_samples_per_class, **common,
     )
     test = image_pipeline.image_eval_dataset(
         test_paths, test_labels, config.eval_batch_size, image_size=config.image_size,
@@ -399,7 +410,7 @@ def image_list_data(name, config):
             "resize": config.resize_size,
         },
         stage_two_train=stage_two,
-        stage_two_steps=balanced_size // stage_two_batch,
+        stage_two_steps=epoch.steps,
         source=(
             f"{splits['train'][0]} + {splits['test'][0]} (images under "
             f"{os.path.join(config.data_dir, config.path_prefix or '')})"

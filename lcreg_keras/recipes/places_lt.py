@@ -9,13 +9,27 @@ images, 4,980 to 5 a class over 365 classes; `Places_LT_test.txt`, 36,500),
 one `relative/path label` per line; `--data_dir` is the image root,
 `--path_prefix` adapts other layouts.
 
+Backbone: `places_resnet152`, `keras.applications.ResNet152` (v1) with its
+ImageNet weights, frozen, plus one new bottleneck block. MiSLAS uses
+torchvision's ImageNet-pretrained ResNet-152 (v1.5); no such checkpoint
+ships for Keras, and a pretrained trunk matters more here than the v1 / v1.5
+difference, so this recipe keeps `keras.applications` for its weights
+(`resnet152_v1_5` exists, but only from scratch).
+
 Stage one (MiSLAS): ResNet-152 pretrained on ImageNet and frozen, one new
 trainable bottleneck block on top (`places_resnet152`), mixup alpha 0.2,
 lr 0.1 for the global batch 256, coupled weight decay 5e-4, 90 epochs, cosine.
 Offline machines pass a weights file: `--backbone_weights=/path/to/
 resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5`. LCReg: M = 100,
 diagonal covariance.
-Stage two: label-aware smoothing 0.4 / 0.1, classifier lr x0.05, shifted BN.
+Stage two (MiSLAS's `places_resnet152_stage2_mislas.yaml`): 10 epochs,
+batch 256, cosine from lr 0.1, weight decay 5e-4; class-aware batches (runs
+of 4 images a class), ceil(62,500 / 256) + 1 = 246 batches an epoch as
+MiSLAS's loop (the sampler's nominal 4,980 x 365 would be 7,100);
+label-aware smoothing 0.4 / 0.1, classifier lr x0.05; shifted BN as MiSLAS
+runs it on Places-LT: the pretrained trunk stays frozen in inference mode
+(its weights and BatchNorm statistics do not change), only the new block's
+BatchNorm statistics re-estimate.
 
 Paper (top-1 %): LCReg 40.2; MiSLAS 40.4; MiSLAS stage one alone 29.4.
 Hardware: one or more GPUs; most of a day on one (an estimate, not measured).
