@@ -8,6 +8,7 @@ study can be collected over several sittings), then writes a Markdown table
   python tools/ablation_study.py --seeds=0,1,2,3,4 --out=runs/study
   python tools/ablation_study.py --rows=mislas,lcreg --seeds=0 --extra="--epochs=4"
   python tools/ablation_study.py --collect_only --out=runs/study
+  python tools/ablation_study.py --rows=baselines --baseline=ce --out=runs/baselines
   python tools/ablation_study.py --workers=2 --threads=1 ...   # two runs at once
 
 On a small CPU, several single-threaded runs side by side finish a study sooner
@@ -25,6 +26,18 @@ Rows:
   lcreg         LCReg: latent categories + L_aug + L_recon, both stages
   lcreg_tau0.1, lcreg_cosine, lcreg_m10, lcreg_lambda0.1, lcreg_replace
                 LCReg with one choice changed (asked for by name only)
+
+Long-tailed baselines (`--rows=baselines` runs ce and these with mislas and
+lcreg). Their stage one is plain instance-balanced training without mixup, as
+in each paper (Menon et al., Ren et al., Cao et al., Kang et al., Cui et al.);
+only mislas and lcreg mix:
+  ce_posthoc_la     ce, evaluated with post-hoc logit adjustment (tau 1)
+  la_loss           logit-adjusted cross-entropy (tau 1)
+  balanced_softmax  balanced softmax
+  ldam_drw          LDAM (cosine classifier, s 30, max margin 0.5) + DRW from 0.8 x epochs
+  crt               ce stage one, then cRT (classifier re-trained on class-balanced batches)
+  tau_norm          ce stage one on 90 % of the training data, tau chosen on the other 10 %
+  lws, cb_softmax, cb_focal   (asked for by name only)
 """
 
 import argparse
@@ -56,8 +69,24 @@ ROWS = {
     "lcreg_m10": ["--stage=both", "--num_latents=10"],
     "lcreg_lambda0.1": ["--stage=both", "--isda_lambda0=0.1"],
     "lcreg_replace": ["--stage=both", "--fusion=replace"],
+    # Long-tailed baselines (issue 15): stage one without latents or mixup.
+    "ce_posthoc_la": ["--latent=false", "--mixup_alpha=0", "--stage=1", "--posthoc_tau=1"],
+    "la_loss": ["--latent=false", "--mixup_alpha=0", "--stage=1", "--loss=logit_adjusted",
+                "--la_tau=1"],
+    "balanced_softmax": ["--latent=false", "--mixup_alpha=0", "--stage=1",
+                         "--loss=balanced_softmax"],
+    "ldam_drw": ["--latent=false", "--mixup_alpha=0", "--stage=1", "--loss=ldam_drw"],
+    "crt": ["--latent=false", "--mixup_alpha=0", "--stage=both", "--stage2=crt"],
+    "tau_norm": ["--latent=false", "--mixup_alpha=0", "--stage=both", "--stage2=tau_norm"],
+    "lws": ["--latent=false", "--mixup_alpha=0", "--stage=both", "--stage2=lws"],
+    "cb_softmax": ["--latent=false", "--mixup_alpha=0", "--stage=1", "--loss=cb_softmax"],
+    "cb_focal": ["--latent=false", "--mixup_alpha=0", "--stage=1", "--loss=cb_focal"],
 }
 DEFAULT_ROWS = ("ce", "mislas", "latent_only", "latent_aug", "latent_recon", "lcreg")
+BASELINE_ROWS = ("ce", "ce_posthoc_la", "la_loss", "balanced_softmax", "ldam_drw", "crt",
+                 "tau_norm", "mislas", "lcreg")
+# Names --rows accepts for a set of rows.
+ROW_SETS = {"default": DEFAULT_ROWS, "baselines": BASELINE_ROWS}
 COLUMNS = ("overall", "many", "medium", "few")
 DIAGNOSTICS = ("latents_in_use", "top_latent_share", "saturated_fraction")
 # Two-sided 95 % Student t quantiles (the 97.5 % point) by degrees of freedom.
@@ -259,7 +288,8 @@ def bar_chart(table, path, baseline=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=",".join(DEFAULT_ROWS),
-                        help=f"comma-separated, of: {', '.join(ROWS)}")
+                        help=f"comma-separated, of: {', '.join(ROWS)}; or a set: "
+                             f"{', '.join(ROW_SETS)}")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--out", default="runs/study")
     parser.add_argument("--extra", default="", help="more recipe flags for every run")
@@ -273,7 +303,9 @@ def main():
     parser.add_argument("--name", default="study", help="the table is OUT/NAME.md, the chart OUT/NAME.png")
     parser.add_argument("--chart", default=None, help="bar chart PNG (default: OUT/NAME.png)")
     args = parser.parse_args()
-    rows = args.rows.split(",")
+    rows = []
+    for name in args.rows.split(","):
+        rows += [r for r in ROW_SETS.get(name, (name,)) if r not in rows]
     for row in rows:
         if row not in ROWS:
             parser.error(f"unknown row {row!r}; rows: {', '.join(ROWS)}")
