@@ -16,6 +16,10 @@ compared and a mismatch is reported).
 
 Writes in `--out` (default: `eval/` beside the model):
 
+With `--posthoc_tau` (a recipe flag) every number is of the post-hoc
+logit-adjusted logits `z - tau * log prior` (`lcreg_keras.posthoc`), as the
+recipe's `metrics.json` reports them.
+
 - `report.json`: `lcreg_keras.evaluation.evaluation_report` (top-1;
   many / medium / few under the count rule and under the recipe's
   `eval_rule`, each naming its rule; ECE with 15 bins; NLL; per class) plus
@@ -116,6 +120,7 @@ def evaluate_model(
     num_bins=15,
     verbose=1,
     extra=None,
+    posthoc_tau=0.0,
 ):
     """Predicts a test set and writes the report, the CSV and the pictures.
 
@@ -132,6 +137,9 @@ def evaluate_model(
         num_bins: ECE bins.
         verbose: `predict`'s verbosity (1: progress bar).
         extra: optional dict merged into `report.json` (model path, ...).
+        posthoc_tau: > 0 reports the logits `z - tau * log prior` (prior:
+            `train_counts`, a class without examples counting 1); recorded
+            as `report["posthoc_tau"]`.
 
     Returns:
         The report dict (`evaluation.evaluation_report` plus `extra`).
@@ -162,10 +170,15 @@ def evaluate_model(
             f"The model has {logits.shape[1]} outputs but the dataset has "
             f"{len(train_counts)} classes: wrong --recipe or model?"
         )
+    if posthoc_tau:
+        from lcreg_keras.posthoc import adjust_logits
+
+        logits = adjust_logits(logits, np.maximum(np.asarray(train_counts), 1), tau=posthoc_tau)
     report = evaluation.evaluation_report(
         test_labels, logits, train_counts, rule=rule, class_names=class_names,
         num_bins=num_bins,
     )
+    report["posthoc_tau"] = float(posthoc_tau)
     report.update(extra or {})
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "report.json"), "w") as f:
@@ -203,6 +216,8 @@ def summary(report, name=None):
         f"ECE ({report['num_bins']} bins) {100 * nan(report['ece']):.2f} % | "
         f"NLL {nan(report['nll']):.4f} | {report['num_examples']} test examples"
     )
+    if report.get("posthoc_tau"):
+        lines.append(f"(post-hoc logit adjustment, tau {report['posthoc_tau']:g})")
     return lines
 
 
@@ -288,6 +303,7 @@ def run(argv_unused=None):
         num_bins=FLAGS.num_bins,
         verbose=1 if FLAGS.verbose is None else FLAGS.verbose,
         extra=extra,
+        posthoc_tau=config.posthoc_tau,
     )
     for line in summary(report, name=config.dataset):
         print(line, flush=True)

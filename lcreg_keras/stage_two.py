@@ -81,6 +81,12 @@ class DecoupledStageTwo:
         weight_decay: coupled weight decay of the trained parameters.
         momentum: SGD momentum.
         logit_scaling: add the learnable per-class logit scaling.
+        reinitialize_classifier: start the classifier afresh (kernel from its
+            initializer, bias 0, scaling 1) before training, as cRT does
+            (Kang et al., 2020; `lcreg_keras.decoupling.ClassifierRetraining`).
+        train_classifier: train the classifier's kernel and bias; False keeps
+            them bit-identical and trains only the logit scaling, as LWS does
+            (`lcreg_keras.decoupling.LearnableWeightScaling`).
 
     Example:
 
@@ -101,6 +107,8 @@ class DecoupledStageTwo:
         weight_decay=5e-4,
         momentum=0.9,
         logit_scaling=True,
+        reinitialize_classifier=False,
+        train_classifier=True,
     ):
         counts = np.asarray(class_counts)
         if counts.ndim != 1 or counts.size < 2 or (counts < 0).any() or not (counts > 0).any():
@@ -123,6 +131,13 @@ class DecoupledStageTwo:
         self.weight_decay = float(weight_decay)
         self.momentum = float(momentum)
         self.logit_scaling = bool(logit_scaling)
+        self.reinitialize_classifier = bool(reinitialize_classifier)
+        self.train_classifier = bool(train_classifier)
+        if not self.train_classifier and not self.logit_scaling:
+            raise ValueError(
+                "With `train_classifier=False` and `logit_scaling=False` stage two "
+                "would train nothing."
+            )
         # Built here so that bad smoothing arguments fail before any work. A
         # class without training examples is smoothed like the smallest.
         self.loss = LabelAwareSmoothing(
@@ -154,8 +169,16 @@ class DecoupledStageTwo:
             backbone.trainable = False
         if model.latent:
             model.latent_pool.trainable = False
+        classifier = model.classifier
+        if self.reinitialize_classifier:
+            classifier.kernel.assign(_fresh_draw(classifier.kernel_initializer, classifier.kernel))
+            classifier.bias.assign(np.zeros(classifier.bias.shape, classifier.bias.dtype))
+            classifier.scale.assign(np.ones(classifier.scale.shape, classifier.scale.dtype))
+        if not self.train_classifier:
+            classifier.kernel.trainable = False
+            classifier.bias.trainable = False
         if self.logit_scaling:
-            model.classifier.enable_logit_scaling()
+            classifier.enable_logit_scaling()
         model.classifier.gradient_scale = self.lr_factor
         model.mixup_alpha = 0.0
         model.weight_decay = self.weight_decay
@@ -174,3 +197,17 @@ class DecoupledStageTwo:
         return model.fit(
             dataset, epochs=self.epochs, steps_per_epoch=steps_per_epoch, **fit_kwargs
         )
+
+
+def _fresh_draw(initializer, variable):
+    """New values for `variable` from `initializer`'s distribution.
+
+    An unseeded Keras 3 initializer fixes a seed when it is made, so calling
+    the one that built the variable would return its initial values again; a
+    copy with a new default seed (from the seeded Python RNG) draws afresh.
+    """
+    config = initializer.get_config()
+    if "seed" in config:
+        config["seed"] = None
+        initializer = type(initializer).from_config(config)
+    return initializer(variable.shape, variable.dtype)

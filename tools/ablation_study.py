@@ -8,6 +8,7 @@ study can be collected over several sittings), then writes a Markdown table
   python tools/ablation_study.py --seeds=0,1,2,3,4 --out=runs/study
   python tools/ablation_study.py --rows=mislas,lcreg --seeds=0 --extra="--epochs=4"
   python tools/ablation_study.py --collect_only --out=runs/study
+  python tools/ablation_study.py --rows=baselines --baseline=ce --out=runs/baselines
   python tools/ablation_study.py --workers=2 --threads=1 ...   # two runs at once
   python tools/ablation_study.py --rows=screening --seeds=0,1,2,3,4 --out=runs/screen
   python tools/ablation_study.py --rows=table4_parts --seeds=0,1,2,3,4 --out=runs/screen
@@ -43,12 +44,24 @@ sharper Eq. 2). For each reading R:
   t4_aug_R          + latent aug (lambda ramps to lambda_0), no L_recon
   t4_recon_R        + reconstruction, lambda_0 = 0
   t4_fusion_none_R  LCReg with fusion=none (latents act only through the losses)
-Groups (for --rows): screening = mislas + lcreg_R for every reading;
+Groups (for --rows): default, baselines (below), screening = mislas + lcreg_R for every reading;
 table4_R = mislas, t4_only_R, t4_aug_R, t4_recon_R, lcreg_R, t4_fusion_none_R.
 
 The table reports, beside accuracy, each auxiliary term's share of the loss
 (`share_aug`, `share_recon`, in %: the mean over the stage-one epochs after the
 first tenth, from history.csv) and the last epoch's latent usage.
+
+Long-tailed baselines (`--rows=baselines` runs ce and these with mislas and
+lcreg). Their stage one is plain instance-balanced training without mixup, as
+in each paper (Menon et al., Ren et al., Cao et al., Kang et al., Cui et al.);
+only mislas and lcreg mix:
+  ce_posthoc_la     ce, evaluated with post-hoc logit adjustment (tau 1)
+  la_loss           logit-adjusted cross-entropy (tau 1)
+  balanced_softmax  balanced softmax
+  ldam_drw          LDAM (cosine classifier, s 30, max margin 0.5) + DRW from 0.8 x epochs
+  crt               ce stage one, then cRT (classifier re-trained on class-balanced batches)
+  tau_norm          ce stage one on 90 % of the training data, tau chosen on the other 10 %
+  lws, cb_softmax, cb_focal   (asked for by name only)
 """
 
 import argparse
@@ -80,6 +93,18 @@ ROWS = {
     "lcreg_m10": ["--stage=both", "--num_latents=10"],
     "lcreg_lambda0.1": ["--stage=both", "--isda_lambda0=0.1"],
     "lcreg_replace": ["--stage=both", "--fusion=replace"],
+    # Long-tailed baselines (issue 15): stage one without latents or mixup.
+    "ce_posthoc_la": ["--latent=false", "--mixup_alpha=0", "--stage=1", "--posthoc_tau=1"],
+    "la_loss": ["--latent=false", "--mixup_alpha=0", "--stage=1", "--loss=logit_adjusted",
+                "--la_tau=1"],
+    "balanced_softmax": ["--latent=false", "--mixup_alpha=0", "--stage=1",
+                         "--loss=balanced_softmax"],
+    "ldam_drw": ["--latent=false", "--mixup_alpha=0", "--stage=1", "--loss=ldam_drw"],
+    "crt": ["--latent=false", "--mixup_alpha=0", "--stage=both", "--stage2=crt"],
+    "tau_norm": ["--latent=false", "--mixup_alpha=0", "--stage=both", "--stage2=tau_norm"],
+    "lws": ["--latent=false", "--mixup_alpha=0", "--stage=both", "--stage2=lws"],
+    "cb_softmax": ["--latent=false", "--mixup_alpha=0", "--stage=1", "--loss=cb_softmax"],
+    "cb_focal": ["--latent=false", "--mixup_alpha=0", "--stage=1", "--loss=cb_focal"],
 }
 READINGS = {
     "latents": ["--latent_aug_samples=latents"],
@@ -105,6 +130,9 @@ for _reading, _flags in READINGS.items():
         + [f"lcreg_{_reading}", f"t4_fusion_none_{_reading}"]
     )
 DEFAULT_ROWS = ("ce", "mislas", "latent_only", "latent_aug", "latent_recon", "lcreg")
+BASELINE_ROWS = ("ce", "ce_posthoc_la", "la_loss", "balanced_softmax", "ldam_drw", "crt",
+                 "tau_norm", "mislas", "lcreg")
+ROW_GROUPS.update(default=list(DEFAULT_ROWS), baselines=list(BASELINE_ROWS))
 COLUMNS = ("overall", "many", "medium", "few")
 DIAGNOSTICS = ("latents_in_use", "top_latent_share", "saturated_fraction")
 # Each auxiliary term's share of Eq. 7's loss: (log key, loss term, weight flag).

@@ -1,6 +1,7 @@
 """LCReg's Keras layers: the latent pool, the reconstruction and the covariance state."""
 
 from lcreg_keras.layers.classifier import LCRegClassifier
+from lcreg_keras.layers.cosine_classifier import CosineClassifier
 from lcreg_keras.layers.latent_covariance import LatentCovariance
 from lcreg_keras.layers.latent_covariance import covariance_noise
 from lcreg_keras.layers.latent_pool import LatentPool
@@ -8,6 +9,7 @@ from lcreg_keras.layers.latent_pool import part_features
 from lcreg_keras.layers.latent_reconstruction import LatentReconstruction
 
 __all__ = [
+    "CosineClassifier",
     "LCRegClassifier",
     "LatentCovariance",
     "LatentPool",

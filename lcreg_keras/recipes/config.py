@@ -76,6 +76,17 @@ class Config:
     eps_head: float = 0.3
     eps_tail: float = 0.0
     shift_bn: bool = False
+    # Long-tailed baselines (issue 15; lcreg_keras/recipes/baselines.py).
+    loss: str = "ce"  # ce | logit_adjusted | balanced_softmax | ldam_drw | cb_softmax | cb_focal
+    la_tau: float = 1.0  # logit-adjusted loss: z + tau * log prior
+    ldam_s: float = 30.0  # LDAM's cosine scale s
+    ldam_max_margin: float = 0.5  # LDAM's largest margin (the rarest class's)
+    drw_epoch: Optional[int] = None  # first re-weighted epoch of DRW (None: 0.8 x epochs)
+    cb_beta: float = 0.9999  # effective-number beta (cb_softmax, cb_focal, DRW)
+    focal_gamma: float = 1.0  # cb_focal's gamma
+    stage2: str = "mislas"  # mislas | crt | lws | tau_norm | none
+    posthoc_tau: float = 0.0  # evaluate z - tau * log prior (0: off)
+    heldout_fraction: Optional[float] = None  # held out of training (None: 0.1 for tau_norm, else 0)
     # Evaluation: "count" (> 100 many, < 20 few) or an index preset name.
     eval_rule: str = "count"
     eval_batch_size: int = 512

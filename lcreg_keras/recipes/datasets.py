@@ -61,6 +61,11 @@ class Data:
         class_names: optional list of names.
         skipped_images: image files left out as unreadable
             (`config.skip_bad_images`), training and test together.
+        heldout: held-out training batches (test-time pipeline), carved from
+            the training data before training (`config.heldout_fraction`), or
+            None; post-hoc choices such as tau-normalisation's `tau` are made
+            on it, never on the test set.
+        heldout_labels: `(N_heldout,)` int array, in the order of `heldout`.
     """
 
     name: str
@@ -77,6 +82,8 @@ class Data:
     source: Optional[str] = None
     class_names: Optional[Sequence[str]] = None
     skipped_images: int = 0
+    heldout: Any = None
+    heldout_labels: Optional[np.ndarray] = None
 
     def describe(self):
         counts = self.train_counts
@@ -85,6 +92,8 @@ class Data:
             f"examples in {self.num_classes} classes ({int(counts.max())} to "
             f"{int(counts.min())} per class), {len(self.test_labels):,} test examples"
         )
+        if self.heldout_labels is not None:
+            text += f"; {len(self.heldout_labels):,} training examples held out"
         if self.skipped_images:
             text += f"; {self.skipped_images:,} unreadable image files skipped"
         return text
@@ -122,6 +131,17 @@ def capped_long_tail(images, labels, config, n_max, num_classes):
     return images, labels
 
 
+def carve_heldout(labels, config):
+    """`(train, heldout)` indices: `config`'s held-out fraction of each class (none: None)."""
+    from lcreg_keras.data.heldout import heldout_split
+    from lcreg_keras.recipes import baselines
+
+    fraction = baselines.heldout_fraction(config)
+    if not fraction:
+        return None
+    return heldout_split(np.asarray(labels, np.int64), fraction, seed=config.seed)
+
+
 def capped_test(images, labels, config):
     if config.max_test_examples and len(labels) > config.max_test_examples:
         keep = np.sort(
@@ -149,6 +169,10 @@ def small_image_data(
 
     x_train, y_train = capped_long_tail(*train, config, n_max, num_classes)
     x_test, y_test = capped_test(*test, config)
+    split = carve_heldout(y_train, config)
+    if split is not None:
+        x_held, y_held = x_train[split[1]], y_train[split[1]]
+        x_train, y_train = x_train[split[0]], y_train[split[0]]
     if mean is None or std is None:
         mean, std = channel_stats(x_train)
     if len(y_train) < config.batch_size:
@@ -161,6 +185,9 @@ def small_image_data(
         mixup_alpha=config.mixup_alpha, seed=config.seed,
     )
     test_ds = small_image_eval_dataset(x_test, y_test, config.eval_batch_size, mean, std)
+    held_ds = None
+    if split is not None:
+        held_ds = small_image_eval_dataset(x_held, y_held, config.eval_batch_size, mean, std)
     # Stage two: class-aware balanced batches, same augmentation, no mixup.
     epoch = stage_two_sizes(config, y_train)
     stage_two = small_image_train_dataset(
@@ -188,6 +215,8 @@ def small_image_data(
         stage_two_steps=epoch.steps,
         source=source,
         class_names=class_names,
+        heldout=held_ds,
+        heldout_labels=None if split is None else np.asarray(y_held, np.int64),
     )
 
 
@@ -368,6 +397,12 @@ def image_list_data(name, config):
 
     _, train_paths, train_labels = splits["train"]
     _, test_paths, test_labels = splits["test"]
+    held = carve_heldout(train_labels, config)
+    if held is not None:
+        held_paths = [train_paths[i] for i in held[1]]
+        held_labels = np.asarray(train_labels)[held[1]]
+        train_paths = [train_paths[i] for i in held[0]]
+        train_labels = np.asarray(train_labels)[held[0]]
     batch_size = config.batch_size
     if len(train_labels) < batch_size:
         raise ValueError(
@@ -393,6 +428,12 @@ def image_list_data(name, config):
         test_paths, test_labels, config.eval_batch_size, image_size=config.image_size,
         resize_size=config.resize_size, mean=mean, std=std, check_files=False,
     )
+    held_ds = None
+    if held is not None:
+        held_ds = image_pipeline.image_eval_dataset(
+            held_paths, held_labels, config.eval_batch_size, image_size=config.image_size,
+            resize_size=config.resize_size, mean=mean, std=std, check_files=False,
+        )
     shape = (config.image_size, config.image_size, 3)
     return Data(
         name=name,
@@ -416,6 +457,8 @@ def image_list_data(name, config):
             f"{os.path.join(config.data_dir, config.path_prefix or '')})"
         ),
         skipped_images=skipped,
+        heldout=held_ds,
+        heldout_labels=None if held is None else np.asarray(held_labels, np.int64),
     )
 
 

@@ -29,6 +29,12 @@ runs with different seeds train on the same images (MiSLAS: `rand_number=0`). `-
   the last one, what MiSLAS reports (its `best_acc1`). The best is
   picked on the test set, so it is optimistic; it is there to compare with
   published numbers.
+  With `--posthoc_tau` every metric is of the adjusted logits
+  `z - tau * log prior` (the unadjusted ones under `"unadjusted"`);
+  `best.keras` is still chosen on the unadjusted validation accuracy.
+
+The long-tailed baselines (`--loss`, `--stage2`, `--posthoc_tau`,
+`--heldout_fraction`, ...) are described in `lcreg_keras/recipes/baselines.py`.
 """
 
 import csv
@@ -90,6 +96,19 @@ FLAG_FIELDS = (
     ("eps_head", "float", "Label-aware smoothing of the largest class."),
     ("eps_tail", "float", "Label-aware smoothing of the smallest class."),
     ("shift_bn", "bool", "Re-estimate BatchNorm statistics in stage two."),
+    # issue 15
+    ("loss", "string",
+     "Stage-one loss: ce | logit_adjusted | balanced_softmax | ldam_drw | cb_softmax | cb_focal."),
+    ("la_tau", "float", "tau of the logit-adjusted loss (z + tau * log prior)."),
+    ("ldam_s", "float", "LDAM's scale s of the cosine logits."),
+    ("ldam_max_margin", "float", "LDAM's largest margin (the rarest class's)."),
+    ("drw_epoch", "integer", "First re-weighted epoch (0-based) of LDAM-DRW; default 0.8 x epochs."),
+    ("cb_beta", "float", "Effective-number beta of cb_softmax, cb_focal and DRW's weights."),
+    ("focal_gamma", "float", "gamma of cb_focal."),
+    ("stage2", "string", "Second stage: mislas | crt | lws | tau_norm | none."),
+    ("posthoc_tau", "float", "Report logits z - tau * log prior (post-hoc adjustment); 0: off."),
+    ("heldout_fraction", "float",
+     "Training data held out per class, for tau_norm's tau (default: 0.1 there, else 0)."),
     ("eval_every", "integer", "Validate on the test set every N epochs (0: at the end only)."),
     ("distribution", "string", "auto | none | mirrored | multi_worker | data_parallel."),
     ("max_train_examples", "integer", "Use at most this many training examples."),
@@ -166,7 +185,7 @@ def main(get_config):
 def build_model(config, data):
     """The LCRegModel a config describes, for a dataset's shapes."""
     from lcreg_keras.backbones import get_backbone
-    from lcreg_keras.models import LCRegModel
+    from lcreg_keras.recipes import baselines
 
     if config.backbone in CIFAR_RESNETS:
         kwargs = {"width": config.backbone_width}
@@ -174,7 +193,8 @@ def build_model(config, data):
         weights = config.backbone_weights
         kwargs = {"weights": None if weights in (None, "", "none") else weights}
     backbone = get_backbone(config.backbone, data.input_shape, **kwargs)
-    return LCRegModel(
+    model_class, model_kwargs = baselines.model_class(config)  # LDAM: a cosine classifier
+    return model_class(
         backbone,
         num_classes=data.num_classes,
         num_latents=config.num_latents,
@@ -194,6 +214,7 @@ def build_model(config, data):
         weight_decay=config.weight_decay,
         seed=config.seed,
         name="lcreg",
+        **model_kwargs,
     )
 
 
@@ -364,6 +385,7 @@ def train_stage_one(config, data, verbose=None):
     import keras
 
     from lcreg_keras.losses import Top1Accuracy
+    from lcreg_keras.recipes import baselines
 
     stage_dir = os.path.join(config.model_dir, "stage1")
     if _finished(stage_dir):
@@ -373,43 +395,42 @@ def train_stage_one(config, data, verbose=None):
     optimizer = keras.optimizers.SGD(
         learning_rate(config, data.steps_per_epoch), momentum=config.momentum
     )
-    model.compile(optimizer=optimizer, metrics=[Top1Accuracy()])
+    loss = baselines.stage_one_loss(config, data.train_counts)  # None: cross-entropy
+    model.compile(optimizer=optimizer, loss=loss, metrics=[Top1Accuracy()])
     model.build((None,) + tuple(data.input_shape))
+    baselines.prepare_model(config, model)
     print("stage 1: " + _describe_model(config, model, data), flush=True)
+    print(f"stage 1: L_cls = {baselines.describe_stage_one(config)}", flush=True)
+    callbacks = stage_callbacks(config, stage_dir, _validates(config, config.epochs), data)
     model.fit(
         data.train,
         epochs=config.epochs,
         steps_per_epoch=data.steps_per_epoch,
-        callbacks=stage_callbacks(config, stage_dir, _validates(config, config.epochs), data),
+        callbacks=callbacks + baselines.stage_one_callbacks(config),
         **_fit_kwargs(config, data, verbose, config.epochs),
     )
     return model
 
 
-def train_stage_two(config, data, model, verbose=None):
-    """Stage two (MiSLAS): re-balance the classifier of a stage-one model."""
-    from lcreg_keras.losses import Top1Accuracy
-    from lcreg_keras.stage_two import DecoupledStageTwo
+def train_stage_two(config, data, model, verbose=None, info=None):
+    """Stage two (`--stage2`): re-balance the classifier of a stage-one model.
 
+    MiSLAS's fine-tuning (default), cRT or LWS train on class-balanced
+    batches; tau-normalisation chooses its tau on the held-out training split.
+    `info` (a dict) receives what the method chose.
+    """
+    from lcreg_keras.losses import Top1Accuracy
+    from lcreg_keras.recipes import baselines
+
+    if config.stage2 == "tau_norm":
+        return _tau_normalize(config, data, model, {} if info is None else info)
     if data.stage_two_train is None:
         raise ValueError(f"The {data.name} loader builds no class-balanced stage-two data.")
     stage_dir = os.path.join(config.model_dir, "stage2")
-    stage_two = DecoupledStageTwo(
-        data.train_counts,
-        epochs=config.stage2_epochs,
-        lr=config.stage2_lr or config.lr,
-        lr_factor=config.stage2_lr_factor,
-        eps_head=config.eps_head,
-        eps_tail=config.eps_tail,
-        shift_bn=config.shift_bn,
-        weight_decay=config.weight_decay,
-        momentum=config.momentum,
-    )
+    stage_two, what = baselines.stage_two_method(config, data.train_counts)
     print(
         f"stage 2: {config.stage2_epochs} epochs x {data.stage_two_steps} class-balanced "
-        f"steps ({config.stage2_samples_per_class} a class visit); "
-        f"classifier lr x{config.stage2_lr_factor}, label-aware smoothing "
-        f"{config.eps_head}/{config.eps_tail}, shifted BN {'on' if config.shift_bn else 'off'}",
+        f"steps ({config.stage2_samples_per_class} a class visit); {what}",
         flush=True,
     )
     stage_two.fit(
@@ -423,11 +444,30 @@ def train_stage_two(config, data, model, verbose=None):
     return model
 
 
-def evaluate(config, data, model):
-    """Test metrics under the recipe's rule and the count rule."""
+def _tau_normalize(config, data, model, info):
+    """Stage two `tau_norm`: Kang et al.'s tau chosen on the held-out training split."""
+    from lcreg_keras.posthoc import TauNormalization
+
+    if data.heldout is None:
+        raise ValueError("--stage2=tau_norm needs a held-out split (--heldout_fraction > 0).")
+    result = TauNormalization().fit(model, data.heldout, data.heldout_labels)
+    info.update(result)
+    stage_dir = os.path.join(config.model_dir, "stage2")
+    os.makedirs(stage_dir, exist_ok=True)
+    with open(os.path.join(stage_dir, "tau_norm.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    print(
+        f"stage 2: tau-normalisation, tau {result['tau']:g} chosen on "
+        f"{result['heldout_examples']} held-out training examples (balanced accuracy "
+        f"{100 * result['heldout_balanced_accuracy']:.2f} %; classifier bias dropped)",
+        flush=True,
+    )
+    return model
+
+
+def _logit_report(config, data, logits):
     from lcreg_keras import evaluation
 
-    logits = model.predict(data.test, verbose=0)
     rules = [config.eval_rule] + [r for r in ("count",) if r != config.eval_rule]
     splits = {
         rule: evaluation.split_accuracy(data.test_labels, logits, data.train_counts, rule=rule)
@@ -474,21 +514,47 @@ def validate(config):
         raise ValueError(f"`--isda_lambda0` must be >= 0. Received: {config.isda_lambda0}")
 
 
+def evaluate(config, data, model):
+    """Test metrics under the recipe's rule and the count rule.
+
+    With `--posthoc_tau` every metric (top-1, splits, ECE, NLL) is of the
+    adjusted logits `z - tau * log prior`; the unadjusted ones are kept
+    under `"unadjusted"`.
+    """
+    from lcreg_keras.posthoc import adjust_logits
+    from lcreg_keras.recipes import baselines
+
+    logits = model.predict(data.test, verbose=0)
+    if not config.posthoc_tau:
+        return _logit_report(config, data, logits)
+    adjusted = adjust_logits(
+        logits, baselines.prior_counts(data.train_counts), tau=config.posthoc_tau
+    )
+    report = _logit_report(config, data, adjusted)
+    report["posthoc_tau"] = config.posthoc_tau
+    report["unadjusted"] = _logit_report(config, data, logits)
+    return report
+
+
 def run(config, verbose=None):
     """Trains and evaluates one config; returns the metrics dict it writes."""
     import keras
 
     from lcreg_keras import distribute
     from lcreg_keras import evaluation
+    from lcreg_keras.recipes import baselines
     from lcreg_keras.recipes import datasets
 
     validate(config)
+    baselines.check(config)  # --loss, --stage2, --posthoc_tau, ...: before any data is read
     start = time.time()
     distribute.prepare(config.distribution)  # before any TF op / JAX computation
     scratch = distribute.worker_dir(config.model_dir)  # non-chief workers write here
     _BACKUP_ROOT[scratch] = config.model_dir
     config = config.replace(model_dir=scratch)
     os.makedirs(config.model_dir, exist_ok=True)
+    if _finished(os.path.join(config.model_dir, "stage1")):
+        _check_heldout(config, os.path.join(config.model_dir, "stage1"))
     if config.mixed_precision:
         keras.config.set_dtype_policy(config.mixed_precision)
     keras.utils.set_random_seed(config.seed)
@@ -508,11 +574,12 @@ def run(config, verbose=None):
                 results["stage1"] = _with_best(
                     config, evaluate(config, data, model), stage1_dir, config.epochs
                 )
+                results["stage1"]["heldout_fraction"] = baselines.heldout_fraction(config)
                 _mark_finished(stage1_dir, model, results["stage1"])
             else:
                 with open(os.path.join(stage1_dir, "done.json")) as f:
                     results["stage1"] = json.load(f)
-        if config.stage in ("2", "both"):
+        if baselines.runs_stage_two(config):
             if model is None:
                 if not _finished(stage1_dir):
                     raise FileNotFoundError(
@@ -520,11 +587,14 @@ def run(config, verbose=None):
                         "(run --stage=1 or --stage=both first)."
                     )
                 model = keras.saving.load_model(os.path.join(stage1_dir, "model.keras"))
-            model = train_stage_two(config, data, model, verbose)
+            info = {}
+            model = train_stage_two(config, data, model, verbose, info=info)
             stage2_dir = os.path.join(config.model_dir, "stage2")
             results["stage2"] = _with_best(
                 config, evaluate(config, data, model), stage2_dir, config.stage2_epochs
             )
+            if info:
+                results["stage2"][config.stage2] = info
             _mark_finished(stage2_dir, model, results["stage2"])
     final = results["stage2" if "stage2" in results else "stage1"]
     model.save(os.path.join(config.model_dir, "model.keras"))
@@ -539,6 +609,10 @@ def run(config, verbose=None):
         "splits": final["splits"],
         "ece": final.get("ece"),
         "nll": final.get("nll"),
+        # The reported numbers are of z - posthoc_tau * log prior; "unadjusted": of z.
+        "posthoc_tau": config.posthoc_tau,
+        "unadjusted": final.get("unadjusted"),
+        "heldout_examples": 0 if data.heldout_labels is None else int(len(data.heldout_labels)),
         "stages": results,
         "paper_top1": config.paper_top1,
         "train_examples": int(sum(data.train_counts)),
@@ -563,6 +637,10 @@ def run(config, verbose=None):
                 "of the validated epochs (what MiSLAS reports)",
                 flush=True,
             )
+        if result.get("posthoc_tau"):
+            print(f"{name} {stage}: the numbers above are post-hoc logit-adjusted (tau "
+                  f"{result['posthoc_tau']:g}); unadjusted top-1 "
+                  f"{100 * result['unadjusted']['top1']:.2f}", flush=True)
     if config.paper_top1 is not None:
         print(f"paper: top-1 {config.paper_top1:.1f}", flush=True)
     if metrics["skipped_images"]:
@@ -573,6 +651,21 @@ def run(config, verbose=None):
         flush=True,
     )
     return metrics
+
+
+def _check_heldout(config, stage1_dir):
+    """A stage two must hold out what its stage one held out (else tau sees training data)."""
+    from lcreg_keras.recipes import baselines
+
+    with open(os.path.join(stage1_dir, "done.json")) as f:
+        trained = json.load(f).get("heldout_fraction")
+    wanted = baselines.heldout_fraction(config)
+    if trained is not None and abs(float(trained) - wanted) > 1e-12:
+        raise ValueError(
+            f"Stage one in {stage1_dir} held out {trained:g} of the training data, this "
+            f"stage two {wanted:g}: pass the same --heldout_fraction and --stage2 as stage one "
+            "(the held-out examples must not be ones the model trained on)."
+        )
 
 
 def _describe_model(config, model, data):
