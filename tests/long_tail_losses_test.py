@@ -248,7 +248,7 @@ def test_each_loss_is_lcreg_l_cls_on_in_step_mixup_labels(rng):
         model.compile(keras.optimizers.SGD(0.05), loss=loss)
         logits = model(x, training=True)
         lam, order = (ops.convert_to_numpy(v) for v in model._handoff.mix)
-        got = float(model.compute_loss(x, y, logits, training=False))
+        got = float(ops.convert_to_numpy(model.compute_loss(x, y, logits, training=False)))
         soft = lam * onehot + (1 - lam) * onehot[order]
         np.testing.assert_allclose(got, value(loss, soft, ops.convert_to_numpy(logits)), rtol=1e-5,
                                    err_msg=loss.name)
