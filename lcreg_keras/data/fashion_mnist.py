@@ -222,7 +222,8 @@ def load_from_dir(folder):
     return train, test
 
 
-def load_fashion_mnist(data_dir=None, allow_download=None, return_source=False):
+def load_fashion_mnist(data_dir=None, allow_download=None, return_source=False,
+                       search_elsewhere=True):
     """Loads Fashion-MNIST, offline when the files are anywhere on the machine.
 
     Searches `data_dir`, the Keras cache, Debian's
@@ -236,6 +237,8 @@ def load_fashion_mnist(data_dir=None, allow_download=None, return_source=False):
             the files; `None` uses the module constant `ALLOW_DOWNLOAD`
             (True).
         return_source: also return where the data came from.
+        search_elsewhere: with `data_dir`, False looks only there (no other
+            folder, no download): an explicit folder must hold the data.
 
     Returns:
         `((x_train, y_train), (x_test, y_test))` with uint8 images of shape
@@ -260,7 +263,9 @@ def load_fashion_mnist(data_dir=None, allow_download=None, return_source=False):
     folders = []
     if data_dir is not None:
         folders.append(os.path.expanduser(os.fspath(data_dir)))
-    for folder in SEARCH_PATHS():
+    if data_dir is not None and not search_elsewhere:
+        allow_download = False
+    for folder in SEARCH_PATHS() if search_elsewhere or data_dir is None else []:
         folder = os.path.expanduser(os.fspath(folder))
         if folder not in folders:
             folders.append(folder)
