@@ -88,6 +88,23 @@ def replace_file(path, write):
             os.remove(tmp)
 
 
+def remove_stale_temporaries(folder):
+    """Deletes the temporary files of killed writers under `folder`.
+
+    Call it with the run's lock held: no other process writes there then,
+    so every `.NAME.writing-PID` file is a dead writer's.
+    """
+    removed = 0
+    for parent, children, names in os.walk(folder):
+        # Other workers' scratch folders have their own runs (and locks).
+        children[:] = [c for c in children if not c.startswith("workertemp_")]
+        for name in names:
+            if (name.startswith(".") and ".writing-" in name) or name.endswith(".json.writing"):
+                os.remove(os.path.join(parent, name))
+                removed += 1
+    return removed
+
+
 def write_json(path, content, **kwargs):
     """`json.dump(content)` to `path`, atomically (indent 2, `default=str`)."""
     kwargs.setdefault("indent", 2)
