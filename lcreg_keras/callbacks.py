@@ -67,15 +67,16 @@ class HistoryCSV(keras.callbacks.Callback):
         from lcreg_keras import run_dir
 
         logs = dict(logs or {})
-        if self._keys is None:
-            self._keys = ["epoch"] + sorted(logs)
+        # Columns: those of the file so far plus any new key (validation
+        # metrics appear only on validation epochs); a missing value is "NA".
+        known = set(self._keys[1:]) if self._keys else set()
+        self._keys = ["epoch"] + sorted(known | set(logs))
         row = {"epoch": str(epoch)}
-        for key in self._keys[1:]:
-            value = logs.get(key, "NA")
-            row[key] = str(float(ops.convert_to_numpy(value))) if value != "NA" else "NA"
+        for key, value in logs.items():
+            row[key] = str(float(ops.convert_to_numpy(value)))
         self._rows.append(row)
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=self._keys, lineterminator="\n")
+        writer = csv.DictWriter(text, fieldnames=self._keys, restval="NA", lineterminator="\n")
         writer.writeheader()
         writer.writerows(self._rows)
 

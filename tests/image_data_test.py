@@ -213,7 +213,7 @@ def test_check_images_finds_each_kind_of_bad_file(odd_files):
     assert "missing.jpg: missing" in check.describe()
 
 
-def test_strict_decode_finds_damage_inside_jpeg_data(odd_files, tmp_path):
+def test_strict_decode_finds_damage_inside_jpeg_data(odd_files, tmp_path, capfd):
     """The issue's case: TensorFlow decodes these with a bare libjpeg warning; the scan passes."""
     files, image = odd_files
     jpeg = tf.io.encode_jpeg(image, quality=95).numpy()
@@ -224,8 +224,11 @@ def test_strict_decode_finds_damage_inside_jpeg_data(odd_files, tmp_path):
         with open(path, "wb") as f:
             f.write(content)
         paths.append(path)
-    # No error from TensorFlow: training would go on with grey blocks.
+    # No error from TensorFlow: training would go on with grey blocks, after a
+    # warning on stderr that names no file.
+    capfd.readouterr()
     assert tf.io.decode_jpeg(fakes.damaged_jpegs(jpeg)["extraneous"]).shape == image.shape
+    assert "Corrupt JPEG data: 49 extraneous bytes before marker 0xd9" in capfd.readouterr().err
     paths.append(files["truncated.jpg"])
     assert [os.path.basename(p) for _, p, _ in data.check_images(paths).bad] == ["truncated.jpg"]
     check = data.check_images(paths, decode=True, num_threads=2)

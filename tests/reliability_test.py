@@ -66,10 +66,14 @@ ROWS = (
     ("bad_at_scan", "an unreadable file found by the scan", "an error naming list file and "
      "line, or left out and counted with `--skip_bad_images`", "ImageNet_LT_train.txt:6: ",
      "tests/reliability_test.py"),
-    ("bad_while_reading", "a file failing while it is read (`--check_images=false`)",
-     "an error naming the file and the fix; with `--skip_bad_images` skipped (train and test) "
-     "and counted once per file in `metrics.json` (`images`, `skipped_images`) and the summary",
-     "top-1 over 14 of 15 test images (0 skipped at the scan, 1 while reading)",
+    ("read_error", "a file failing while it is read (`--check_images=false`, or damage the "
+     "header scan does not see)", "stops with an error naming list file, line and the fix",
+     "cannot be read or decoded (missing, unreadable, truncated or not an image)",
+     "tests/reliability_test.py"),
+    ("bad_while_reading", "the same with `--skip_bad_images`",
+     "skipped, in the training and the test split, and counted once per file in "
+     "`metrics.json` (`images`, `skipped_images`, `train_examples`, `test_examples`) and the "
+     "summary", "top-1 over 14 of 15 test images (0 skipped at the scan, 1 while reading)",
      "tests/reliability_test.py"),
     ("label_typo", "a label such as `1_0`, `+3` or `٣` (Python's `int` takes them)",
      "an error naming file and line", "is not a non-negative integer written with the digits 0-9",
@@ -291,18 +295,20 @@ def test_bad_images_at_scan_and_while_reading_counted_per_split(tmp_path):
     fakes.write_list(str(root / "ImageNet_LT_train.txt"), rel, labels)
     test_rel, _ = fakes.fake_image_tree(str(root), test_counts, "test", "ImageNet_LT_test.txt")
     (root / test_rel[4]).write_bytes((root / test_rel[4]).read_bytes()[:40])
-    small = ["--smoke", "--epochs=1", "--stage=1", "--batch_size=8", "--verbose=2",
+    small = ["--smoke", "--epochs=1", "--stage=1", "--batch_size=8", "--verbose=0",
              f"--data_dir={root}"]
     # The scan finds both, names list and line; --skip_bad_images leaves them out.
     proc = _recipe("imagenet_lt", *small, f"--model_dir={tmp_path / 'strict'}")
     assert proc.returncode == 2 and message("bad_at_scan") in proc.stderr
     assert "Traceback" not in proc.stderr
-    # Without the scan, a failing read names the file and the fix.
+    # Without the scan, a failing read names the file, its list line and the fix (the
+    # test image is read first: the run draws a batch of test images for TensorBoard).
     proc = _recipe("imagenet_lt", *small, "--check_images=false",
                    f"--model_dir={tmp_path / 'noscan'}")
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Could not read or decode the image file" in proc.stderr and rel[5] in proc.stderr
-    assert "--skip_bad_images" in proc.stderr
+    assert (f"error: {root / 'ImageNet_LT_test.txt'}:5: {root / test_rel[4]}: "
+            f"{message('read_error')}") in proc.stderr
+    assert "--skip_bad_images" in proc.stderr and "Traceback" not in proc.stderr
     # Skipped while reading, in both splits, and counted once per file.
     out = tmp_path / "skip"
     proc = _recipe("imagenet_lt", *small, "--check_images=false", "--skip_bad_images",

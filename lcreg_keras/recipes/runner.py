@@ -186,23 +186,34 @@ def user_error_message(error):
     found), and a file that fails to decode while it is read (TensorFlow's
     error, reduced to the file and the fix).
     """
-    from lcreg_keras.data.image_files import _READ_ERROR
     from lcreg_keras.errors import UserError
 
     if isinstance(error, (UserError, FileNotFoundError)):
         return str(error)
-    text = str(error)
-    if _READ_ERROR in text:
-        start = text.index(_READ_ERROR)
-        detail = text[start:].split("\n")[0]
-        for cut in (" [[", "\t"):
-            detail = detail.split(cut)[0]
-        return (
-            f"{detail.strip()}\nFind every such file before training with --check_images=decode "
-            "(or python tools/check_dataset.py --decode), or pass --skip_bad_images to leave "
-            "them out."
-        )
+    path = _unreadable_path(error)
+    if path is not None:
+        return _read_error_message(path)
     return None
+
+
+def _unreadable_path(error):
+    """The file named by the image pipelines' read error (a TensorFlow assertion), or None."""
+    from lcreg_keras.data.image_files import _READ_ERROR
+
+    text = str(error)
+    if _READ_ERROR not in text:
+        return None
+    # "assertion failed: [Could not read ...] [/path/x.jpg] [(missing, ...)]"
+    parts = text[text.index(_READ_ERROR):].split("\n")[0].split("] [")
+    return parts[1].strip() if len(parts) > 1 else None
+
+
+def _read_error_message(where):
+    return (
+        f"{where}: cannot be read or decoded (missing, unreadable, truncated or not an image).\n"
+        "Find every such file before training with --check_images=decode (or python "
+        "tools/check_dataset.py --decode), or pass --skip_bad_images to leave them out."
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -680,9 +691,8 @@ def _lock_note(holder):
 def _run(config, verbose, guard, start):
     import keras
 
-    from lcreg_keras import distribute
-    from lcreg_keras import evaluation
     from lcreg_keras import run_dir
+    from lcreg_keras.errors import UserError
     from lcreg_keras.recipes import datasets
 
     keras.utils.set_random_seed(config.seed)
@@ -690,7 +700,24 @@ def _run(config, verbose, guard, start):
     print(data.describe(), flush=True)
     run_dir.write_json(os.path.join(config.model_dir, "preprocessing.json"), data.preprocessing)
 
-    results = {}
+    try:
+        results = _train_and_evaluate(config, data, verbose)
+    except Exception as error:  # noqa: BLE001  (only the read error is replaced)
+        path = _unreadable_path(error)
+        if path is None:
+            raise
+        split = "train" if data.where("train", path) != path else "test"
+        raise UserError(_read_error_message(data.where(split, path))) from error
+    return _finish(config, data, results, start)
+
+
+def _train_and_evaluate(config, data, verbose):
+    """Both stages (those not finished earlier); returns each finished stage's report."""
+    import keras
+
+    from lcreg_keras import distribute
+    from lcreg_keras import run_dir
+
     stage_dirs = {s: os.path.join(config.model_dir, s) for s in ("stage1", "stage2")}
     with distribute.distribution_scope(config.distribution) as where:
         print(f"devices: {where}; {where.batch_note(config.batch_size, config.lr)}", flush=True)
@@ -715,9 +742,21 @@ def _run(config, verbose, guard, start):
                 model = train_stage_two(config, data, model, verbose)
                 report = evaluate(config, data, model, "stage2")
                 _mark_finished(config, stage_dirs["stage2"], model, report)
-        for stage, folder in stage_dirs.items():
-            if _finished(folder) and (stage == "stage1" or config.stage in ("2", "both")):
-                results[stage] = run_dir.read_json(os.path.join(folder, "done.json"))
+    results = {}
+    for stage, folder in stage_dirs.items():
+        if _finished(folder) and (stage == "stage1" or config.stage in ("2", "both")):
+            results[stage] = run_dir.read_json(os.path.join(folder, "done.json"))
+    return results
+
+
+def _finish(config, data, results, start):
+    """The final model, metrics.json and the summary."""
+    import keras
+
+    from lcreg_keras import evaluation
+    from lcreg_keras import run_dir
+
+    stage_dirs = {s: os.path.join(config.model_dir, s) for s in ("stage1", "stage2")}
     final_stage = "stage2" if "stage2" in results else "stage1"
     final = results[final_stage]
     final_model = os.path.join(stage_dirs[final_stage], "model.keras")
