@@ -147,6 +147,8 @@ def _fashion_config(tmp_path, **changes):
     (dict(fusion="sum"), "--fusion='sum' is not valid: one of residual, replace, none"),
     (dict(stage="2"), "--stage=2 needs a finished stage one"),
     (dict(check_images="maybe"), "--check_images must be true"),
+    (dict(eval_rule="cifar100"), "its ranges cover 100 classes, fashion_mnist_lt has 10"),
+    (dict(backbone_weights="/no/weights.h5"), "none, imagenet or an existing weights file"),
     (dict(data_dir="/nonexistent"), message("no_data_dir")),
 ])
 def test_bad_flags_refused_before_reading_or_writing(tmp_path, changes, expected):

@@ -292,7 +292,9 @@ def load_cifar(num_classes=10, data_dir=None, allow_download=None, return_source
             test = (np.asarray(xt, np.uint8), np.asarray(yt, np.int64).reshape(-1))
             return (train, test, source) if return_source else (train, test)
     else:
-        looked.append(f"{source} (not tried: allow_download=False)")
+        why = ("the data_dir given is the only place looked at" if data_dir is not None
+               and not search_elsewhere else "allow_download=False")
+        looked.append(f"{source} (not tried: {why})")
     layout = _LAYOUT[num_classes]
     listing = "\n".join(f"  - {entry}" for entry in looked)
     raise FileNotFoundError(

@@ -292,7 +292,9 @@ def load_fashion_mnist(data_dir=None, allow_download=None, return_source=False,
             test = (np.asarray(test[0], np.uint8), np.asarray(test[1], np.uint8))
             return (train, test, DOWNLOAD_SOURCE) if return_source else (train, test)
     else:
-        looked.append(f"{DOWNLOAD_SOURCE} (not tried: allow_download=False)")
+        why = ("the data_dir given is the only place looked at" if data_dir is not None
+               and not search_elsewhere else "allow_download=False")
+        looked.append(f"{DOWNLOAD_SOURCE} (not tried: {why})")
 
     places = "\n".join(f"  - {entry}" for entry in looked)
     raise FileNotFoundError(

@@ -21,6 +21,10 @@ _EXPERIMENT_CHOICES = {
 }
 
 
+# Classes of the array datasets (the list datasets' are in datasets.LIST_DATASETS).
+_NUM_CLASSES = {"fashion_mnist_lt": 10, "cifar10_lt": 10, "cifar100_lt": 100}
+
+
 def _fail(name, value, wanted):
     return UserError(f"--{name}={value!r} is not valid: {wanted}.")
 
@@ -101,6 +105,15 @@ def check_config(config):
     if config.eval_rule != "count" and config.eval_rule not in INDEX_PRESETS:
         raise _fail("eval_rule", config.eval_rule,
                     f"count or an index preset ({', '.join(INDEX_PRESETS)})")
+    num_classes = _NUM_CLASSES.get(config.dataset) or datasets.LIST_DATASETS[config.dataset][0]
+    if config.eval_rule in INDEX_PRESETS and INDEX_PRESETS[config.eval_rule][-1][1] != num_classes:
+        raise _fail("eval_rule", config.eval_rule,
+                    f"its ranges cover {INDEX_PRESETS[config.eval_rule][-1][1]} classes, "
+                    f"{config.dataset} has {num_classes} (use count or the dataset's preset)")
+    weights = config.backbone_weights
+    if weights not in (None, "", "none", "imagenet") and not os.path.isfile(
+            os.path.expanduser(str(weights))):
+        raise _fail("backbone_weights", weights, "none, imagenet or an existing weights file")
     if config.distribution not in distribute.CHOICES:
         raise _fail("distribution", config.distribution, f"one of {', '.join(distribute.CHOICES)}")
     _integer(config, "image_size", 1)
