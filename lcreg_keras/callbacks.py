@@ -73,3 +73,129 @@ class LossShareMonitor(keras.callbacks.Callback):
                 )
                 self.warned.append(message)
                 print(message, flush=True)
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """`CSVLogger` for resumable runs: one row per finished epoch, never doubled.
+
+    Writes `path` as `keras.callbacks.CSVLogger` does (an `epoch` column,
+    then the logged values in sorted order), but rewrites the whole file
+    atomically after every epoch, and at the first epoch of a `fit` drops
+    the rows of that epoch and later ones (left by a run killed after the
+    row was written and before its backup). A run resumed by
+    `BackupAndRestore` so ends with the same file as a run never killed.
+    Put it before the backup callback in the list.
+
+    Args:
+        path: the CSV file.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self._rows = None
+        self._keys = None
+
+    def _read(self):
+        import csv
+        import os
+
+        if not os.path.exists(self.path):
+            return [], None
+        with open(self.path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            return rows, reader.fieldnames
+
+    def on_train_begin(self, logs=None):
+        self._rows, self._keys = self._read()
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._started:
+            self._rows = [r for r in self._rows if int(r["epoch"]) < epoch]
+            self._started = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        import csv
+        import io
+
+        from lcreg_keras import run_dir
+
+        logs = dict(logs or {})
+        # Columns: those of the file so far plus any new key (validation
+        # metrics appear only on validation epochs); a missing value is "NA".
+        known = set(self._keys[1:]) if self._keys else set()
+        self._keys = ["epoch"] + sorted(known | set(logs))
+        row = {"epoch": str(epoch)}
+        for key, value in logs.items():
+            row[key] = str(float(ops.convert_to_numpy(value)))
+        self._rows.append(row)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self._keys, restval="NA", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self._rows)
+
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                f.write(text.getvalue())
+
+        run_dir.replace_file(self.path, write)
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Saves the model after each epoch (or each best one), atomically.
+
+    `keras.callbacks.ModelCheckpoint` writes the `.keras` file in place, so a
+    kill during the write leaves a truncated file. This writes a temporary
+    file and renames it. With `monitor`, only epochs that improve on the best
+    value so far are saved; the best value is kept in `path + ".json"` so a
+    resumed run compares against the epochs before the kill too.
+
+    Args:
+        path: the `.keras` file.
+        monitor: optional logged value to track (e.g. `"val_accuracy"`).
+        mode: `"max"` or `"min"`.
+    """
+
+    def __init__(self, path, monitor=None, mode="max"):
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"`mode` must be 'max' or 'min'. Received: {mode!r}")
+        self.path = path
+        self.monitor = monitor
+        self.mode = mode
+
+    def on_epoch_end(self, epoch, logs=None):
+        from lcreg_keras import run_dir
+
+        if self.monitor is None:
+            run_dir.save_model(self.model, self.path)
+            return
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        value = float(ops.convert_to_numpy(value))
+        best = run_dir.read_json(self.path + ".json", default={})
+        if best.get("epoch") is not None and best["epoch"] >= epoch:
+            best = {}  # written by epochs this run repeats
+        if "value" in best:
+            better = value > best["value"] if self.mode == "max" else value < best["value"]
+            if not better:
+                return
+        run_dir.save_model(self.model, self.path)
+        run_dir.write_json(self.path + ".json", {"epoch": epoch, "value": value,
+                                                 "monitor": self.monitor})
+
+
+class KillPoints(keras.callbacks.Callback):
+    """Visits `run_dir.kill_point(f"{prefix}.batch")` after every training batch (tests)."""
+
+    def __init__(self, prefix):
+        super().__init__()
+        self.prefix = prefix
+
+    def on_train_batch_end(self, batch, logs=None):
+        from lcreg_keras import run_dir
+
+        run_dir.kill_point(f"{self.prefix}.batch")

@@ -42,6 +42,7 @@ import tempfile
 
 import keras
 
+from lcreg_keras import run_dir
 from lcreg_keras.distribute import is_chief
 
 
@@ -112,13 +113,17 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     - the data order: with `dataset` (an `lcreg_keras.data` training
       pipeline) it also does what `DataEpochSync` does, so the resumed
       epochs draw the batches the uninterrupted run would have drawn;
-    - crash safety: the weights and the metadata (the epoch) are written to
-      temporary files and renamed into place, weights first, so a kill
-      during a backup leaves the previous backup whole (Keras writes in
-      place: a kill during `save_weights` leaves a truncated file). Only a
-      kill between the two renames (microseconds) would pair the new
-      weights with the old epoch and repeat one epoch. Remote folders
+    - crash safety: each backup writes its weights to a new file named
+      after the epoch, then renames a new metadata file (the epoch and that
+      file's name) over the old one: that rename is the only commit point,
+      so a kill at any moment of a backup leaves the previous backup whole
+      (Keras writes in place: a kill during `save_weights` leaves a
+      truncated file, or new weights beside the old epoch). Remote folders
       (`gs://...`) keep Keras' in-place writes;
+    - fits after it: Keras' callback leaves the restored epoch on the model
+      (`model._initial_epoch`), so the next `fit` of the same model object
+      would start there (stage two after a resumed stage one trained 0
+      epochs); this callback clears it at the start and the end of its fit;
     - several workers: only the chief (`lcreg_keras.distribute.is_chief()`)
       writes and deletes the backup; every worker restores from it, so the
       backup folder must be shared (a network file system or a bucket), as
@@ -143,6 +148,11 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             self._data_sync.set_model(model)
 
     def on_train_begin(self, logs=None):
+        # A fit starts at epoch 0 unless this backup says otherwise: Keras
+        # keeps `model._initial_epoch` from the last restore, and a later
+        # `fit` of the same model object (stage two after a resumed stage
+        # one) would start at that epoch and train nothing.
+        self.model._initial_epoch = None
         super().on_train_begin(logs)
         if self._data_sync is not None:
             self._data_sync.on_train_begin(logs)
@@ -151,6 +161,26 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         super().on_epoch_begin(epoch, logs)
         if self._data_sync is not None:
             self._data_sync.on_epoch_begin(epoch, logs)
+
+    def _load_model(self):
+        meta = _read_metadata(self._training_metadata_path)
+        if meta is None or "weights" not in meta:
+            return super()._load_model()  # none yet, or a backup of Keras' own
+        if not self.model.built:
+            return super()._load_model()  # Keras' error message
+        try:
+            self._restore(meta)
+        except OSError:
+            previous = _read_metadata(self._prev_training_metadata_path)
+            if previous is None or "weights" not in previous:
+                raise
+            self._restore(previous)
+
+    def _restore(self, meta):
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(self.backup_dir, meta["weights"]))
+        self.model._initial_epoch = meta["epoch"]
 
     def _save_model(self):
         if not is_chief():
@@ -164,27 +194,45 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             return
         if "://" in str(self.backup_dir):  # gs://, s3://, ...: Keras' own writes
             return super()._save_model()
+        # One commit point: the weights go to a new file named after the
+        # epoch, then the metadata naming it replaces the old metadata. A
+        # kill before that rename leaves the previous backup in force.
         os.makedirs(self.backup_dir, exist_ok=True)
-        if self.double_checkpoint and os.path.exists(self._weights_path):
-            _copy_atomic(self._weights_path, self._prev_weights_path)
-        if self.double_checkpoint and os.path.exists(self._training_metadata_path):
-            _copy_atomic(self._training_metadata_path, self._prev_training_metadata_path)
-        tmp_weights = os.path.join(self.backup_dir, "writing.weights.h5")
-        self.model.save_weights(filepath=tmp_weights, overwrite=True)
-        tmp_meta = self._training_metadata_path + ".writing"
-        with open(tmp_meta, "w") as f:
-            f.write(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_weights, self._weights_path)
-        os.replace(tmp_meta, self._training_metadata_path)
+        name = f"epoch-{self._current_epoch}-batch-{self._last_batch_seen}.weights.h5"
+        self.model.save_weights(filepath=os.path.join(self.backup_dir, name), overwrite=True)
+        meta = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name}
+        previous = _read_metadata(self._training_metadata_path)
+        if self.double_checkpoint and previous is not None:
+            _write_atomic(self._prev_training_metadata_path, previous)
+        _write_atomic(self._training_metadata_path, meta, kill_point="write:backup")
+        keep = {name}
+        if self.double_checkpoint and previous is not None:
+            keep.add(previous.get("weights"))
+        for other in os.listdir(self.backup_dir):
+            if other.startswith("epoch-") and other.endswith(".weights.h5") and other not in keep:
+                os.remove(os.path.join(self.backup_dir, other))
 
     def on_train_end(self, logs=None):
+        # The restored epoch belongs to this fit only (see on_train_begin).
+        self.model._initial_epoch = None
         if is_chief():
             super().on_train_end(logs)
 
 
-def _copy_atomic(source, target):
-    tmp = target + ".writing"
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+def _read_metadata(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_atomic(path, content, kill_point=None):
+    tmp = path + ".writing"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(content))
+        f.flush()
+        os.fsync(f.fileno())
+    if kill_point:
+        run_dir.kill_point(kill_point)
+    os.replace(tmp, path)

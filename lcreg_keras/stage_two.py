@@ -194,6 +194,10 @@ class DecoupledStageTwo:
         """`apply`, then `model.fit(dataset, epochs=self.epochs, ...)`; returns the History."""
         self.apply(model, steps_per_epoch, metrics=metrics)
         fit_kwargs.setdefault("shuffle", False)
+        # A new training from epoch 0: Keras' BackupAndRestore leaves the
+        # epoch it restored in stage one on the model, where `fit` would
+        # start stage two (a stage-two backup sets its own epoch again).
+        model._initial_epoch = None
         return model.fit(
             dataset, epochs=self.epochs, steps_per_epoch=steps_per_epoch, **fit_kwargs
         )

@@ -89,6 +89,49 @@ def test_resumed_fit_repeats_the_uninterrupted_run(tmp_path):
     assert max(float(np.max(np.abs(a - b))) for a, b in zip(straight, unsynced)) > 1e-4
 
 
+@pytest.mark.multibackend
+def test_fit_after_a_resumed_fit_trains_every_epoch(tmp_path):
+    """Issue 11: Keras' restore left `model._initial_epoch` set, so the next fit of the
+    same model (stage two after a resumed stage one) started there and trained nothing."""
+    import keras
+
+    from lcreg_keras import resume
+    from lcreg_keras.data.pipeline import small_image_train_dataset
+    from lcreg_keras.models import LCRegModel
+    from lcreg_keras.stage_two import DecoupledStageTwo
+    from tests.distribute_test import _backbone
+    from tests.distribute_test import _toy_images
+
+    model = LCRegModel(_backbone(), num_classes=3, num_latents=4)
+    model.build((None, 8, 8, 3))
+    init = [np.asarray(w) for w in model.get_weights()]
+    with pytest.raises(_Interrupt):
+        _toy_run(str(tmp_path / "backup"), init, stop_after=1)
+
+    x, y = _toy_images()
+    data = small_image_train_dataset(x, y, 3, 16, 0.5, 0.25, mixup_alpha=1.0, seed=1)
+    plain = small_image_train_dataset(x, y, 3, 16, 0.5, 0.25, seed=1)
+    model = LCRegModel(_backbone(), num_classes=3, num_latents=4, weight_decay=1e-3, seed=0)
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9))
+    model.build((None, 8, 8, 3))
+    model.set_weights(init)
+    resumed = model.fit(data, epochs=4, steps_per_epoch=4, verbose=0, callbacks=[
+        resume.BackupAndRestore(str(tmp_path / "backup"), dataset=data)])
+    assert resumed.epoch == [2, 3]
+    again = model.fit(data, epochs=2, steps_per_epoch=4, verbose=0, callbacks=[
+        resume.BackupAndRestore(str(tmp_path / "other_backup"), dataset=data)])
+    assert again.epoch == [0, 1]
+    # Keras' own callback still leaves the epoch behind; stage two starts at 0 anyway.
+    model.fit(data, epochs=5, steps_per_epoch=1, verbose=0, callbacks=[
+        keras.callbacks.BackupAndRestore(str(tmp_path / "keras_backup"), delete_checkpoint=False)])
+    model.fit(data, epochs=5, steps_per_epoch=1, verbose=0, callbacks=[
+        keras.callbacks.BackupAndRestore(str(tmp_path / "keras_backup"), delete_checkpoint=False)])
+    assert model._initial_epoch == 5
+    history = DecoupledStageTwo([30, 20, 10], epochs=2).fit(model, plain, steps_per_epoch=2,
+                                                            verbose=0)
+    assert history.epoch == [0, 1]
+
+
 def test_data_epoch_sync_sets_the_pipeline_counter():
     from lcreg_keras import resume
     from lcreg_keras.data.pipeline import small_image_train_dataset

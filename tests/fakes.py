@@ -181,3 +181,23 @@ def fake_inaturalist(root, counts, json_name="train2018.json", split="train_val2
     with open(os.path.join(root, json_name), "w") as f:
         json.dump({"images": images, "annotations": annotations, "categories": []}, f)
     return [im["file_name"] for im in images], np.asarray(labels, np.int64)
+
+
+def damaged_jpegs(jpeg):
+    """Two JPEGs damaged inside their compressed data, as copies of ImageNet hold.
+
+    Both keep a valid header and the end-of-image marker, so the header scan
+    passes them:
+
+    - `"extraneous"`: 50 stray bytes before the end marker. TensorFlow
+      decodes it with only libjpeg's warning on stderr, naming no file
+      ("Corrupt JPEG data: 49 extraneous bytes before marker 0xd9");
+    - `"cut_scan"`: the scan cut in the middle and the end marker appended
+      ("Corrupt JPEG data: premature end of data segment"; TensorFlow
+      decodes some such files with grey blocks, refuses others).
+    """
+    assert jpeg.endswith(b"\xff\xd9")
+    return {
+        "extraneous": jpeg[:-2] + bytes(range(1, 51)) + b"\xff\xd9",
+        "cut_scan": jpeg[: (jpeg.index(b"\xff\xda") + len(jpeg)) // 2] + b"\xff\xd9",
+    }

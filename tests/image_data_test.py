@@ -105,16 +105,43 @@ def test_read_image_list_paths_labels_blank_lines(tmp_path):
     "content, line, what",
     [
         ("a.jpg 0\nb.jpg\n", 2, "no label"),
-        ("a.jpg 0\n\nb.jpg x1\n", 3, "not an integer"),
+        ("a.jpg 0\n\nb.jpg x1\n", 3, "not a non-negative integer"),
         ("a.jpg 7\n", 1, r"outside \[0, 5\)"),
-        ("a.jpg -1\n", 1, "outside"),
+        ("a.jpg -1\n", 1, "digits 0-9"),
+        # Python's int() takes these; a typo must not silently relabel an image.
+        ("a.jpg 0\nb.jpg 1_0\n", 2, "'1_0' is not a non-negative integer"),
+        ("a.jpg \u0663\n", 1, "digits 0-9"),  # ARABIC-INDIC DIGIT THREE
+        ("a.jpg +3\n", 1, "digits 0-9"),
     ],
 )
 def test_read_image_list_errors_name_file_and_line(tmp_path, content, line, what):
     lst = tmp_path / "bad_list.txt"
-    lst.write_text(content)
+    lst.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=rf"bad_list\.txt:{line}: .*{what}"):
         data.read_image_list(str(lst), "/root", num_classes=5)
+
+
+def test_read_image_list_encoding_bom_and_lines(tmp_path):
+    from lcreg_keras.errors import UserError
+
+    lst = tmp_path / "latin1.txt"
+    lst.write_bytes("a.jpg 0\ncaf\u00e9/b.jpg 1\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"latin1\.txt:2: not UTF-8 text.*must be UTF-8"):
+        data.read_image_list(str(lst), "/root")
+    # A UTF-8 byte-order mark (Notepad) is not part of the first path.
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf" + "caf\u00e9/a.jpg 0\n\nb.jpg 1\n".encode("utf-8"))
+    paths, labels, lines = data.read_image_list(str(bom), "/root", return_lines=True)
+    assert paths == ["/root/caf\u00e9/a.jpg", "/root/b.jpg"] and lines.tolist() == [1, 3]
+    jpath = tmp_path / "val2018.json"
+    jpath.write_bytes(b"\xef\xbb\xbf" + json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg"}],
+        "annotations": [{"image_id": 1, "category_id": "1_0"}]}).encode())
+    with pytest.raises(UserError, match="lacks an integer"):
+        data.read_inaturalist_json(str(jpath), "/r")
+    jpath.write_bytes('{"images": [{"file_name": "\u00e9"}]}'.encode("latin-1"))
+    with pytest.raises(UserError, match="val2018.json: not UTF-8 text"):
+        data.read_inaturalist_json(str(jpath), "/r")
 
 
 def test_read_image_list_missing_or_empty(tmp_path):
@@ -153,7 +180,7 @@ def test_read_inaturalist_json_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="val2018.json has no 'annotations'"):
         data.read_inaturalist_json(str(path), "/r")
     path.write_text("{not json")
-    with pytest.raises(ValueError, match="val2018.json is not valid JSON"):
+    with pytest.raises(ValueError, match="val2018.json:1: not valid JSON"):
         data.read_inaturalist_json(str(path), "/r")
 
 
@@ -188,6 +215,56 @@ def test_check_images_finds_each_kind_of_bad_file(odd_files):
     assert "not a JPEG, PNG, GIF or BMP" in reasons["text.jpg"]
     assert check.ok.tolist() == [n not in reasons for n in names]
     assert "missing.jpg: missing" in check.describe()
+
+
+def test_strict_decode_finds_damage_inside_jpeg_data(odd_files, tmp_path, capfd):
+    """The issue's case: TensorFlow decodes these with a bare libjpeg warning; the scan passes."""
+    files, image = odd_files
+    jpeg = tf.io.encode_jpeg(image, quality=95).numpy()
+    paths = [files["good.jpg"], files["png_named.jpg"], files["grey.jpg"],
+             files["trailing.jpg"]] + ([files["cmyk.jpg"]] if "cmyk.jpg" in files else [])
+    for name, content in fakes.damaged_jpegs(jpeg).items():
+        path = str(tmp_path / f"{name}.jpg")
+        with open(path, "wb") as f:
+            f.write(content)
+        paths.append(path)
+    # No error from TensorFlow: training would go on with grey blocks, after a
+    # warning on stderr that names no file.
+    capfd.readouterr()
+    assert tf.io.decode_jpeg(fakes.damaged_jpegs(jpeg)["extraneous"]).shape == image.shape
+    assert "Corrupt JPEG data: 49 extraneous bytes before marker 0xd9" in capfd.readouterr().err
+    paths.append(files["truncated.jpg"])
+    assert [os.path.basename(p) for _, p, _ in data.check_images(paths).bad] == ["truncated.jpg"]
+    check = data.check_images(paths, decode=True, num_threads=2)
+    reasons = {os.path.basename(path): reason for _, path, reason in check.bad}
+    assert set(reasons) == {"extraneous.jpg", "cut_scan.jpg", "truncated.jpg"}
+    assert reasons["extraneous.jpg"] == (
+        "damaged JPEG data (Corrupt JPEG data: 49 extraneous bytes before marker 0xd9)")
+    assert "premature end of data segment" in reasons["cut_scan.jpg"]
+    # Pillow does not see it either (LOAD_TRUNCATED_IMAGES is False by default).
+    from PIL import Image
+
+    with Image.open(paths[-3]) as im:
+        im.load()
+
+
+def test_strict_decoder_missing_says_how_to_install(monkeypatch):
+    import builtins
+
+    from lcreg_keras.data import image_files
+    from lcreg_keras.errors import UserError
+
+    real_import = builtins.__import__
+
+    def no_simplejpeg(name, *args, **kwargs):
+        if name == "simplejpeg":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_simplejpeg)
+    assert "pip install 'simplejpeg" in image_files.strict_decoder_missing()
+    with pytest.raises(UserError, match="pip install 'simplejpeg"):
+        data.check_images(["/no/file.jpg"], decode=True)
 
 
 def test_check_images_progress_and_limit():
@@ -454,6 +531,29 @@ def test_skip_bad_images_counts_them(tree, odd_files):
     check = ip.image_check(ev)
     ys = np.concatenate([y.numpy() for _, y in ev])
     np.testing.assert_array_equal(ys, all_labels[check.ok])
+
+
+def test_skip_bad_images_while_reading_evaluation_and_training(tree, odd_files):
+    """Failed reads are skipped in the test split too; labels follow; each file counted once."""
+    files, _ = odd_files
+    paths, labels = tree["test"]
+    bad_paths = paths[:3] + [files["truncated.jpg"]] + paths[3:] + [files["missing.jpg"]]
+    bad_labels = np.concatenate([labels[:3], [4], labels[3:], [0]])
+    ev = data.image_eval_dataset(bad_paths, bad_labels, 4, skip_bad_images=True,
+                                 check_files=False, **SMALL)
+    for _ in range(2):  # each pass starts its record afresh
+        ys = np.concatenate([y.numpy() for _, y in ev])
+        assert ip.read_failures(ev).tolist() == [3, len(bad_paths) - 1]
+        np.testing.assert_array_equal(ys, labels)
+        np.testing.assert_array_equal(ip.evaluated_labels(ev, bad_labels), labels)
+    train_paths, train_labels = tree["train"]
+    all_paths = train_paths + [files["truncated.jpg"]]
+    ds = data.image_train_dataset(all_paths, np.append(train_labels, 1), 5, 8,
+                                  skip_bad_images=True, check_files=False, **SMALL)
+    for _ in range(2):
+        list(ds)
+    assert ip.read_failures(ds).tolist() == [len(train_paths)]  # once, over two epochs
+    assert data.skipped_images(ds) >= 2  # the event counter counts each failed read
 
 
 def test_pipeline_bad_arguments(tree):
@@ -743,17 +843,79 @@ def test_list_loader_bad_images(tmp_path, odd_files):
     fakes.write_list(os.path.join(root, "ImageNet_LT_train.txt"), rel + ["broken.JPEG"],
                      np.concatenate([labels, [1]]))
     fakes.fake_image_tree(root, [1, 1, 1], "val", "ImageNet_LT_test.txt")
-    with pytest.raises(ValueError, match="broken.JPEG: truncated JPEG"):
+    # The message gives the list file and line of the bad entry.
+    with pytest.raises(ValueError, match=r"ImageNet_LT_train\.txt:12: .*broken.JPEG: truncated JPEG"):
         datasets.load(_list_config("imagenet_lt", root))
     bundle = datasets.load(_list_config("imagenet_lt", root, skip_bad_images=True))
     assert bundle.skipped_images == 1
     assert bundle.train_counts[:3].tolist() == [6, 3, 2]
+    assert bundle.images["train"] == {"listed": 12, "skipped_at_scan": 1, "scan": "header"}
+    assert bundle.images["test"]["skipped_at_scan"] == 0
     assert "1 unreadable image files skipped" in bundle.describe()
+    train_list = os.path.join(root, "ImageNet_LT_train.txt")
+    assert bundle.where("train", os.path.join(root, rel[0])) == (
+        f"{train_list}:1: {os.path.join(root, rel[0])}")
+    assert set(bundle.fingerprint) == {"train", "test"}
+    assert bundle.fingerprint["train"]["counts"][:3] == [6, 4, 2]  # as listed, before the scan
     # Without the header scan the list loads whole; reading the file names it.
     bundle = datasets.load(_list_config("imagenet_lt", root, check_images=False))
     assert bundle.train_counts[:3].tolist() == [6, 4, 2] and bundle.skipped_images == 0
     with pytest.raises(tf.errors.InvalidArgumentError, match="broken.JPEG"):
         list(bundle.train.take(bundle.steps_per_epoch))
+
+
+def test_list_loader_decode_scan_and_cache(tmp_path, odd_files):
+    files, image = odd_files
+    root = str(tmp_path)
+    rel, labels = fakes.fake_image_tree(root, [6, 3, 2], "train")
+    damaged = fakes.damaged_jpegs(tf.io.encode_jpeg(image, quality=95).numpy())["extraneous"]
+    with open(os.path.join(root, "damaged.JPEG"), "wb") as f:
+        f.write(damaged)
+    fakes.write_list(os.path.join(root, "ImageNet_LT_train.txt"), rel + ["damaged.JPEG"],
+                     np.concatenate([labels, [1]]))
+    fakes.fake_image_tree(root, [1, 1, 1], "val", "ImageNet_LT_test.txt")
+    # The header scan passes the file; the strict decode does not.
+    assert datasets.load(_list_config("imagenet_lt", root)).skipped_images == 0
+    with pytest.raises(ValueError, match=r"ImageNet_LT_train\.txt:12: .*damaged.JPEG: damaged "
+                                         r"JPEG data \(Corrupt JPEG data: 49 extraneous bytes"):
+        datasets.load(_list_config("imagenet_lt", root, check_images="decode"))
+
+    class Cache(datasets.LoadHooks):
+        def __init__(self):
+            self.kept, self.scans = {}, 0
+
+        def cached_check(self, split, paths, mode):
+            return self.kept.get((split, mode))
+
+        def store_check(self, split, paths, mode, check):
+            self.scans += 1
+            self.kept[(split, mode)] = check
+
+    cache = Cache()
+    config = _list_config("imagenet_lt", root, check_images="decode", skip_bad_images=True)
+    for _ in range(2):
+        bundle = datasets.load(config, hooks=cache)
+        assert bundle.skipped_images == 1
+    assert cache.scans == 2  # train and test once; the second load used the cache
+    assert bundle.images["train"]["scan"] == "decode (cached)"
+    with pytest.raises(ValueError, match="--check_images must be true"):
+        datasets.load(_list_config("imagenet_lt", root, check_images="yes"))
+
+
+def test_explicit_data_dir_must_hold_the_data(tmp_path, monkeypatch):
+    """No silent fallback to another copy (issue 11: --data_dir=/nonexistent was ignored)."""
+    from lcreg_keras.data import fashion_mnist as fm
+
+    elsewhere = tmp_path / "elsewhere"
+    fakes.fake_fashion_mnist(str(elsewhere), n_train=600, n_test=40)
+    monkeypatch.setattr(fm, "SEARCH_PATHS", lambda: [str(elsewhere)])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = Config(dataset="fashion_mnist_lt", data_dir=str(empty), imbalance_factor=10,
+                    batch_size=16, max_train_examples=200)
+    with pytest.raises(FileNotFoundError, match=rf"{empty} \(missing train-images-idx3-ubyte.gz"):
+        datasets.load(config)
+    assert datasets.load(config.replace(data_dir=None)).source == str(elsewhere)
 
 
 def test_list_loader_missing_list_or_data_dir(tmp_path):
@@ -792,6 +954,35 @@ def test_check_dataset_tool(tmp_path, tree):
                      "--split=train")
     assert proc.returncode == 1
     assert "gone.jpg: missing" in proc.stdout and "1 of 6 listed files" in proc.stdout
+
+
+def _check_dataset_module():
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        import check_dataset
+    finally:
+        sys.path.pop(0)
+    return check_dataset
+
+
+def test_check_dataset_decode_finds_damaged_jpeg(tmp_path, odd_files, capsys):
+    """Issue 11: `--decode` said 'all 86 listed files look readable' for entropy damage."""
+    _, image = odd_files
+    root = str(tmp_path)
+    rel, labels = fakes.fake_image_tree(root, [3, 2], "train")
+    damaged = fakes.damaged_jpegs(tf.io.encode_jpeg(image, quality=95).numpy())["extraneous"]
+    with open(os.path.join(root, "damaged.jpg"), "wb") as f:
+        f.write(damaged)
+    fakes.write_list(os.path.join(root, "lst.txt"), rel + ["damaged.jpg"], np.append(labels, 0))
+    args = ["--dataset=places_lt", f"--data_dir={root}", "--train_list=lst.txt", "--split=train"]
+    tool = _check_dataset_module()
+    assert tool.main(args) == 0
+    assert "all 6 listed files look readable (header scan" in capsys.readouterr().out
+    assert tool.main(args + ["--decode"]) == 1
+    out = capsys.readouterr().out
+    assert "1 of 6 listed files cannot be read" in out
+    assert (f"lst.txt:6: {os.path.join(root, 'damaged.jpg')}: damaged JPEG data (Corrupt JPEG "
+            "data: 49 extraneous bytes before marker 0xd9)") in out
 
 
 def test_histogram_lines_groups_many_classes():

@@ -4,7 +4,7 @@
     python tools/check_dataset.py --dataset=places_lt --data_dir=/data/places365 \\
         --path_prefix=data_256 --plot=places_counts.png
     python tools/check_dataset.py --dataset=inaturalist2018 --data_dir=/data/inat \\
-        --decode          # also decode every image (slow, finds damaged data)
+        --decode          # also decode every image strictly (finds damaged data)
     python tools/check_dataset.py --dataset=cifar100_lt --imbalance_factor=50
 
 For the list datasets (imagenet_lt, places_lt, inaturalist2018) it reads the
@@ -13,8 +13,12 @@ training and test lists as the recipes do (`--train_list`, `--test_list`,
 training class-count histogram as text bars (and a PNG with `--plot`), the
 many / medium / few class counts, and checks that every listed file exists
 and has a readable image header (`check_images`: JPEG frame header and
-end-of-image marker, PNG IHDR / IEND, magic bytes). It exits with status 1,
-listing the first 20 bad files and their count, when any file is bad.
+end-of-image marker, PNG IHDR / IEND, magic bytes). With `--decode` it also
+decodes every image strictly (`check_images(decode=True)`: libjpeg-turbo
+through simplejpeg, where libjpeg's corrupt-data warnings are errors), which
+finds JPEGs damaged inside their compressed data, as `--check_images=decode`
+does before a run. It exits with status 1, listing the first 20 bad files
+(with their list file and line) and their count, when any file is bad.
 
 For the array datasets (fashion_mnist_lt, cifar10_lt, cifar100_lt) it loads
 the data as the recipe would and prints the long-tailed histogram.
@@ -143,26 +147,6 @@ class _Counter:
         sys.stderr.flush()
 
 
-def decode_failures(paths):
-    """Indices of files TensorFlow cannot decode, found with a full decode."""
-    import tensorflow as tf
-
-    paths_t = tf.constant(list(paths))
-
-    def decode(i):
-        image = tf.io.decode_image(tf.io.read_file(paths_t[i]), channels=3,
-                                   expand_animations=False)
-        return i, tf.shape(image)[0]
-
-    ok = tf.data.Dataset.range(len(paths)).map(
-        decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False
-    ).ignore_errors()
-    seen = np.zeros(len(paths), bool)
-    for i, _ in ok.as_numpy_iterator():
-        seen[i] = True
-    return np.flatnonzero(~seen)
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -184,7 +168,7 @@ def parse_args(argv):
     parser.add_argument("--no_files", action="store_true",
                         help="skip the file check (histogram only)")
     parser.add_argument("--decode", action="store_true",
-                        help="also fully decode every image with TensorFlow")
+                        help="also decode every image strictly (finds damaged JPEG data)")
     parser.add_argument("--num_threads", type=int, default=None)
     return parser.parse_args(argv)
 
@@ -228,10 +212,10 @@ def main(argv=None):
                     return 2
                 print(f"note: {error}", file=sys.stderr)
                 continue
-            paths, labels = image_lists.read_any_list(
-                list_path, args.data_dir, args.path_prefix, num_classes
+            paths, labels, lines = image_lists.read_any_list(
+                list_path, args.data_dir, args.path_prefix, num_classes, return_lines=True
             )
-            listed[split] = (list_path, paths, labels)
+            listed[split] = (list_path, paths, labels, lines)
             print(f"{split}: {list_path}: {len(paths):,} images")
         counts = np.bincount(listed["train"][2], minlength=num_classes)
         test = listed.get("test")
@@ -262,23 +246,24 @@ def main(argv=None):
         return 0
 
     from lcreg_keras.data.image_files import check_images
+    from lcreg_keras.data.image_files import strict_decoder_missing
 
+    if args.decode and strict_decoder_missing():
+        print(strict_decoder_missing(), file=sys.stderr)
+        return 2
     splits = ["train", "test"] if args.split == "both" else [args.split]
     bad = []
     checked = 0
     for split in splits:
         if split not in listed:
             continue
-        _, paths, _ = listed[split]
-        check = check_images(paths, num_threads=args.num_threads,
-                             progress=_Counter(f"checking {split} files"))
+        list_path, paths, _, lines = listed[split]
+        what = "decoding" if args.decode else "checking"
+        check = check_images(paths, num_threads=args.num_threads, decode=args.decode,
+                             progress=_Counter(f"{what} {split} files"))
         checked += check.num_files
-        bad += [(path, reason) for _, path, reason in check.bad]
-        if args.decode:
-            good = [p for p, k in zip(paths, check.ok) if k]
-            print(f"decoding {len(good):,} {split} images ...", file=sys.stderr, flush=True)
-            for i in decode_failures(good):
-                bad.append((good[i], "TensorFlow cannot decode it"))
+        bad += [(f"{datasets._location(list_path, lines[i])}: {path}", reason)
+                for i, path, reason in check.bad]
     if bad:
         print(f"\n{len(bad):,} of {checked:,} listed files cannot be read:")
         for path, reason in bad[:20]:
@@ -287,7 +272,11 @@ def main(argv=None):
             print(f"  ... and {len(bad) - 20:,} more")
         print("Fix them, or train with --skip_bad_images to leave them out.")
         return 1
-    print(f"\nall {checked:,} listed files look readable")
+    if args.decode:
+        print(f"\nall {checked:,} listed files decode cleanly (strict decode)")
+    else:
+        print(f"\nall {checked:,} listed files look readable (header scan; --decode "
+              "also finds damage inside the image data)")
     return 0
 
 

@@ -220,7 +220,8 @@ def _download(num_classes):
     return keras.datasets.cifar100.load_data(label_mode="fine")
 
 
-def load_cifar(num_classes=10, data_dir=None, allow_download=None, return_source=False):
+def load_cifar(num_classes=10, data_dir=None, allow_download=None, return_source=False,
+               search_elsewhere=True):
     """Loads CIFAR-10 or CIFAR-100 (fine labels), offline when possible.
 
     Args:
@@ -232,6 +233,8 @@ def load_cifar(num_classes=10, data_dir=None, allow_download=None, return_source
         allow_download: whether to try `keras.datasets` when nothing is found;
             `None` uses the module constant `ALLOW_DOWNLOAD` (True).
         return_source: also return where the data came from.
+        search_elsewhere: with `data_dir`, False looks only there (no other
+            folder, no download): an explicit folder must hold the data.
 
     Returns:
         `((x_train, y_train), (x_test, y_test))`: uint8 images
@@ -256,7 +259,9 @@ def load_cifar(num_classes=10, data_dir=None, allow_download=None, return_source
     places = []
     if data_dir is not None:
         places.append((os.path.expanduser(os.fspath(data_dir)), True))
-    for place in SEARCH_PATHS():
+    if data_dir is not None and not search_elsewhere:
+        allow_download = False
+    for place in SEARCH_PATHS() if search_elsewhere or data_dir is None else []:
         place = os.path.expanduser(os.fspath(place))
         if place not in [p for p, _ in places]:
             places.append((place, False))
@@ -287,7 +292,9 @@ def load_cifar(num_classes=10, data_dir=None, allow_download=None, return_source
             test = (np.asarray(xt, np.uint8), np.asarray(yt, np.int64).reshape(-1))
             return (train, test, source) if return_source else (train, test)
     else:
-        looked.append(f"{source} (not tried: allow_download=False)")
+        why = ("the data_dir given is the only place looked at" if data_dir is not None
+               and not search_elsewhere else "allow_download=False")
+        looked.append(f"{source} (not tried: {why})")
     layout = _LAYOUT[num_classes]
     listing = "\n".join(f"  - {entry}" for entry in looked)
     raise FileNotFoundError(

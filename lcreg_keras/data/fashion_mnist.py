@@ -222,7 +222,8 @@ def load_from_dir(folder):
     return train, test
 
 
-def load_fashion_mnist(data_dir=None, allow_download=None, return_source=False):
+def load_fashion_mnist(data_dir=None, allow_download=None, return_source=False,
+                       search_elsewhere=True):
     """Loads Fashion-MNIST, offline when the files are anywhere on the machine.
 
     Searches `data_dir`, the Keras cache, Debian's
@@ -236,6 +237,8 @@ def load_fashion_mnist(data_dir=None, allow_download=None, return_source=False):
             the files; `None` uses the module constant `ALLOW_DOWNLOAD`
             (True).
         return_source: also return where the data came from.
+        search_elsewhere: with `data_dir`, False looks only there (no other
+            folder, no download): an explicit folder must hold the data.
 
     Returns:
         `((x_train, y_train), (x_test, y_test))` with uint8 images of shape
@@ -260,7 +263,9 @@ def load_fashion_mnist(data_dir=None, allow_download=None, return_source=False):
     folders = []
     if data_dir is not None:
         folders.append(os.path.expanduser(os.fspath(data_dir)))
-    for folder in SEARCH_PATHS():
+    if data_dir is not None and not search_elsewhere:
+        allow_download = False
+    for folder in SEARCH_PATHS() if search_elsewhere or data_dir is None else []:
         folder = os.path.expanduser(os.fspath(folder))
         if folder not in folders:
             folders.append(folder)
@@ -287,7 +292,9 @@ def load_fashion_mnist(data_dir=None, allow_download=None, return_source=False):
             test = (np.asarray(test[0], np.uint8), np.asarray(test[1], np.uint8))
             return (train, test, DOWNLOAD_SOURCE) if return_source else (train, test)
     else:
-        looked.append(f"{DOWNLOAD_SOURCE} (not tried: allow_download=False)")
+        why = ("the data_dir given is the only place looked at" if data_dir is not None
+               and not search_elsewhere else "allow_download=False")
+        looked.append(f"{DOWNLOAD_SOURCE} (not tried: {why})")
 
     places = "\n".join(f"  - {entry}" for entry in looked)
     raise FileNotFoundError(

@@ -6,15 +6,24 @@ opens every listed file's header on a thread pool (no TensorFlow, no Pillow)
 and reports what cannot be decoded, so a long run fails in seconds with the
 file named, or skips and counts the bad files (`skip_bad_images`).
 Damage inside JPEG entropy-coded data passes this scan; only a full decode
-finds it (`tools/check_dataset.py --decode`).
+finds it: `check_images(paths, decode=True)` (`--check_images=decode`,
+`tools/check_dataset.py --decode`) decodes every JPEG with libjpeg-turbo
+through `simplejpeg` in strict mode, where libjpeg's corrupt-data warnings
+("Corrupt JPEG data: 50 extraneous bytes before marker 0xd9", "premature end
+of data segment", ...) are errors; TensorFlow's and Pillow's decoders only
+print or ignore them and return an image with grey blocks. Other formats
+are decoded with TensorFlow.
 """
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import os
 from typing import List, Tuple
 
 import numpy as np
+
+from lcreg_keras.errors import UserError
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -200,7 +209,7 @@ class ImageCheck:
         return "\n".join(lines)
 
 
-class UnreadableImagesError(ValueError):
+class UnreadableImagesError(UserError):
     """Raised for image files that cannot be decoded; `check` lists them."""
 
     def __init__(self, message, check):
@@ -208,11 +217,109 @@ class UnreadableImagesError(ValueError):
         self.check = check
 
 
-def check_images(paths, num_threads=None, progress=None):
+STRICT_DECODER_HINT = (
+    "--check_images=decode (and tools/check_dataset.py --decode) decodes with "
+    "libjpeg-turbo through the simplejpeg package, which is not installed: "
+    "pip install 'simplejpeg>=1.7' (a dependency of lcreg-keras; a --no-deps "
+    "install leaves it out)."
+)
+
+
+def strict_decoder_missing():
+    """None when the strict decoder (simplejpeg) imports, else how to install it."""
+    try:
+        import simplejpeg  # noqa: F401
+    except ImportError:
+        return STRICT_DECODER_HINT
+    return None
+
+
+def _decode_other(data):
+    import tensorflow as tf
+
+    tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
+def decode_problem(path):
+    """Why `path` does not decode cleanly, from a full strict decode; or None.
+
+    First `image_file_problem` (the header scan); then JPEGs are decoded by
+    libjpeg-turbo (`simplejpeg.decode_jpeg(..., strict=True)`), which
+    treats libjpeg's corrupt-data warnings as errors, and other formats by
+    `tf.io.decode_image`.
+
+    Args:
+        path: the file's path.
+
+    Returns:
+        `None`, or a reason such as
+        `"damaged JPEG data (Corrupt JPEG data: 49 extraneous bytes before marker 0xd9)"`.
+
+    Raises:
+        UserError: when `simplejpeg` is not installed (says how to install it).
+
+    Example:
+        >>> decode_problem("/no/such/file.jpg")
+        'missing'
+    """
+    problem = image_file_problem(path)
+    if problem is not None:
+        return problem
+    try:
+        import simplejpeg
+    except ImportError:
+        raise UserError(STRICT_DECODER_HINT) from None
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as error:
+        return f"read error ({error.strerror or error})"
+    if data.startswith(_JPEG_MAGIC):
+        try:
+            simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+        except ValueError as error:
+            return f"damaged JPEG data ({str(error).strip()})"
+        return None
+    try:
+        _decode_other(data)
+    except Exception as error:  # tf.errors.InvalidArgumentError and kin
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"cannot be decoded ({message[:120]})"
+    return None
+
+
+def files_digest(paths, num_threads=None):
+    """SHA-256 of every file's path, size and modification time (a cache key).
+
+    Files that cannot be `stat`ed count with size and time -1. Two digests
+    agree when no listed file was added, removed, replaced or touched.
+    """
+    paths = [os.fspath(p) for p in paths]
+    if num_threads is None:
+        num_threads = min(32, 4 * (os.cpu_count() or 1))
+
+    def stat(path):
+        try:
+            info = os.stat(path)
+            return f"{info.st_size}:{info.st_mtime_ns}"
+        except OSError:
+            return "-1:-1"
+
+    digest = hashlib.sha256()
+    with concurrent.futures.ThreadPoolExecutor(max(1, int(num_threads))) as pool:
+        for path, stamp in zip(paths, pool.map(stat, paths, chunksize=256)):
+            digest.update(f"{path}\0{stamp}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def check_images(paths, num_threads=None, progress=None, decode=False):
     """Checks that every file exists and has a decodable image header.
 
     Reads each file's first bytes, its JPEG segment headers and its last
     few KiB (`image_file_problem`), from a thread pool (the work is I/O).
+    With `decode=True` every file is also fully decoded, strictly
+    (`decode_problem`): that finds damage inside the compressed data too,
+    at the cost of a decode (a few ms a file, on the same threads).
 
     Args:
         paths: sequence of file paths.
@@ -220,6 +327,7 @@ def check_images(paths, num_threads=None, progress=None):
             `min(32, 4 * cpu_count)`.
         progress: optional callable `progress(done, total)`, called every
             few thousand files and at the end.
+        decode: also decode every file strictly (needs `simplejpeg`).
 
     Returns:
         An `ImageCheck`: `bad` lists `(index, path, reason)`, `ok` is a mask.
@@ -231,6 +339,9 @@ def check_images(paths, num_threads=None, progress=None):
     """
     paths = [os.fspath(p) for p in paths]
     total = len(paths)
+    if decode and strict_decoder_missing():
+        raise UserError(STRICT_DECODER_HINT)
+    problem_of = decode_problem if decode else image_file_problem
     if num_threads is None:
         num_threads = min(32, 4 * (os.cpu_count() or 1))
     num_threads = max(1, int(num_threads))
@@ -239,7 +350,7 @@ def check_images(paths, num_threads=None, progress=None):
     with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
         for start in range(0, total, chunk):
             block = paths[start : start + chunk]
-            for offset, reason in enumerate(pool.map(image_file_problem, block)):
+            for offset, reason in enumerate(pool.map(problem_of, block)):
                 if reason is not None:
                     bad.append((start + offset, block[offset], reason))
             if progress is not None:

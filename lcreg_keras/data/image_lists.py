@@ -31,8 +31,26 @@ checks them.
 
 import json
 import os
+import re
 
 import numpy as np
+
+from lcreg_keras.errors import UserError
+
+_LABEL = re.compile(r"[0-9]+")  # ASCII digits only: int() would take "1_0" and "٣"
+
+
+class ListFileError(UserError):
+    """A list or annotation file that cannot be read; the message names file and line."""
+
+
+def _not_utf8(path, line_number, error):
+    where = f"{path}:{line_number}" if line_number else path
+    return ListFileError(
+        f"{where}: not UTF-8 text ({error.reason} at byte {error.start} of the line: "
+        f"{error.object[max(0, error.start - 10):error.start + 10]!r}). List files must be "
+        f"UTF-8; convert it, e.g. iconv -f latin1 -t utf-8 {path} > fixed.txt."
+    )
 
 # Default list names, looked up in the data folder (see `resolve_list`).
 IMAGENET_LT_LISTS = {
@@ -71,7 +89,7 @@ def _check_num_classes(num_classes):
     return int(num_classes)
 
 
-def read_image_list(list_path, image_root, path_prefix="", num_classes=None):
+def read_image_list(list_path, image_root, path_prefix="", num_classes=None, return_lines=False):
     """Reads an ImageNet-LT / Places-LT style list file.
 
     Args:
@@ -81,17 +99,24 @@ def read_image_list(list_path, image_root, path_prefix="", num_classes=None):
         path_prefix: optional folder inserted between `image_root` and each
             listed path.
         num_classes: optional number of classes `C`; labels must then lie in
-            `[0, C)`. Without it only negative labels are refused.
+            `[0, C)`.
+        return_lines: also return each entry's line number.
+
+    The file must be UTF-8 (a byte-order mark is dropped); a label is
+    ASCII digits only (`[0-9]+`: no sign, underscore or other script's
+    digits, which Python's `int` would accept).
 
     Returns:
         `(paths, labels)`: a list of full paths (str) and an int64 NumPy
-        array of labels, in the order of the file.
+        array of labels, in the order of the file; with `return_lines`, a
+        third int64 array of 1-based line numbers.
 
     Raises:
         FileNotFoundError: if `list_path` does not exist.
-        ValueError: naming the file and line for a line without a label, a
-            label that is not an integer, or a label outside `[0, C)`; and for
-            a file without any entry.
+        ListFileError (a ValueError): naming the file and line for text that
+            is not UTF-8, a line without a label, a label that is not
+            `[0-9]+`, or a label outside `[0, C)`; and for a file without
+            any entry.
 
     Example:
         >>> paths, labels = read_image_list(
@@ -104,41 +129,61 @@ def read_image_list(list_path, image_root, path_prefix="", num_classes=None):
     num_classes = _check_num_classes(num_classes)
     if not os.path.isfile(list_path):
         raise FileNotFoundError(f"The image list {list_path} does not exist.")
-    paths, labels = [], []
-    with open(list_path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            fields = text.rsplit(None, 1)
-            where = f"{list_path}:{line_number}"
-            if len(fields) < 2:
-                raise ValueError(
-                    f"{where}: expected 'relative/path label', found no label "
-                    f"in {text!r}."
-                )
-            relative, label_text = fields
-            try:
-                label = int(label_text)
-            except ValueError:
-                raise ValueError(
-                    f"{where}: the label {label_text!r} is not an integer "
-                    f"(line {text!r})."
-                ) from None
-            if label < 0 or (num_classes is not None and label >= num_classes):
-                bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
-                raise ValueError(
-                    f"{where}: the label {label} is outside {bound} "
-                    f"(line {text!r})."
-                )
-            paths.append(_join(image_root, path_prefix, relative))
-            labels.append(label)
+    paths, labels, lines = [], [], []
+    with open(list_path, "rb") as f:
+        raw = f.read()
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (Windows editors)
+        raw = raw[3:]
+    for line_number, line_bytes in enumerate(raw.splitlines(), start=1):
+        try:
+            line = line_bytes.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise _not_utf8(list_path, line_number, error) from None
+        text = line.strip()
+        if not text:
+            continue
+        fields = text.rsplit(None, 1)
+        where = f"{list_path}:{line_number}"
+        if len(fields) < 2:
+            raise ListFileError(
+                f"{where}: expected 'relative/path label', found no label "
+                f"in {text!r}."
+            )
+        relative, label_text = fields
+        if not _LABEL.fullmatch(label_text):
+            raise ListFileError(
+                f"{where}: the label {label_text!r} is not a non-negative integer "
+                f"written with the digits 0-9 (line {text!r})."
+            )
+        label = int(label_text)
+        if num_classes is not None and label >= num_classes:
+            raise ListFileError(
+                f"{where}: the label {label} is outside [0, {num_classes}) "
+                f"(line {text!r})."
+            )
+        paths.append(_join(image_root, path_prefix, relative))
+        labels.append(label)
+        lines.append(line_number)
     if not paths:
-        raise ValueError(f"The image list {list_path} has no entries.")
+        raise ListFileError(f"The image list {list_path} has no entries.")
+    if return_lines:
+        return paths, np.asarray(labels, np.int64), np.asarray(lines, np.int64)
     return paths, np.asarray(labels, np.int64)
 
 
-def read_inaturalist_json(json_path, image_root, path_prefix="", num_classes=None):
+def _category(value):
+    """A category id: a JSON integer, or a string of ASCII digits."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _LABEL.fullmatch(value):
+        return int(value)
+    raise ValueError(value)
+
+
+def read_inaturalist_json(json_path, image_root, path_prefix="", num_classes=None,
+                          return_lines=False):
     """Reads an iNaturalist 2018 annotation file (`train2018.json`, ...).
 
     Args:
@@ -149,6 +194,9 @@ def read_inaturalist_json(json_path, image_root, path_prefix="", num_classes=Non
             file name.
         num_classes: optional number of classes; category ids must then lie
             in `[0, num_classes)` (8,142 for iNaturalist 2018).
+        return_lines: also return each image's index in `images`.
+
+    Category ids must be JSON integers (or strings of ASCII digits).
 
     Returns:
         `(paths, labels)`: a list of full paths, in the order of `images`,
@@ -171,33 +219,37 @@ def read_inaturalist_json(json_path, image_root, path_prefix="", num_classes=Non
     if not os.path.isfile(json_path):
         raise FileNotFoundError(f"The annotation file {json_path} does not exist.")
     try:
-        with open(json_path, encoding="utf-8") as f:
+        with open(json_path, encoding="utf-8-sig") as f:
             content = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{json_path} is not valid JSON: {error}") from error
+    except UnicodeDecodeError as error:
+        raise _not_utf8(json_path, None, error) from None
+    except json.JSONDecodeError as error:
+        raise ListFileError(
+            f"{json_path}:{error.lineno}: not valid JSON ({error.msg}, column {error.colno})."
+        ) from error
     if not isinstance(content, dict) or "images" not in content:
-        raise ValueError(
+        raise ListFileError(
             f"{json_path} has no 'images' list: not an iNaturalist / COCO-style "
             "annotation file."
         )
     annotations = content.get("annotations")
     if not annotations:
-        raise ValueError(
+        raise ListFileError(
             f"{json_path} has no 'annotations' (iNaturalist's test2018.json is "
             "unlabelled; use val2018.json for evaluation)."
         )
     category_of = {}
     for number, annotation in enumerate(annotations):
         try:
-            image_id, category = annotation["image_id"], int(annotation["category_id"])
+            image_id, category = annotation["image_id"], _category(annotation["category_id"])
         except (KeyError, TypeError, ValueError):
-            raise ValueError(
+            raise ListFileError(
                 f"{json_path}: annotations[{number}] lacks an integer "
                 f"'image_id' / 'category_id': {annotation!r}"
             ) from None
         previous = category_of.setdefault(image_id, category)
         if previous != category:
-            raise ValueError(
+            raise ListFileError(
                 f"{json_path}: image id {image_id!r} has two annotations with "
                 f"different categories ({previous} and {category})."
             )
@@ -206,44 +258,52 @@ def read_inaturalist_json(json_path, image_root, path_prefix="", num_classes=Non
         try:
             image_id, file_name = image["id"], image["file_name"]
         except (KeyError, TypeError):
-            raise ValueError(
+            raise ListFileError(
                 f"{json_path}: images[{number}] lacks 'id' / 'file_name': {image!r}"
             ) from None
         if image_id not in category_of:
-            raise ValueError(
+            raise ListFileError(
                 f"{json_path}: image id {image_id!r} ({file_name}) has no "
                 "annotation, so it has no label."
             )
         label = category_of[image_id]
         if label < 0 or (num_classes is not None and label >= num_classes):
             bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
-            raise ValueError(
+            raise ListFileError(
                 f"{json_path}: image id {image_id!r} ({file_name}) has the "
                 f"category_id {label}, outside {bound}."
             )
         paths.append(_join(image_root, path_prefix, file_name))
         labels.append(label)
     if not paths:
-        raise ValueError(f"{json_path} lists no images.")
+        raise ListFileError(f"{json_path} lists no images.")
+    if return_lines:  # the position in `images`, as a list file's line
+        return paths, np.asarray(labels, np.int64), np.arange(len(paths), dtype=np.int64)
     return paths, np.asarray(labels, np.int64)
 
 
-def read_any_list(list_path, image_root, path_prefix="", num_classes=None):
+def read_any_list(list_path, image_root, path_prefix="", num_classes=None, return_lines=False):
     """`read_inaturalist_json` for a `.json` file, else `read_image_list`.
 
     Args:
         list_path: a `.json` annotation file or a text list.
-        image_root, path_prefix, num_classes: as in `read_image_list`.
+        image_root, path_prefix, num_classes, return_lines: as in
+            `read_image_list` (for a JSON file the "line" is the index in
+            `images`).
 
     Returns:
-        `(paths, labels)` as the two readers return them.
+        `(paths, labels)` (and the lines) as the two readers return them.
 
     Example:
         >>> read_any_list("val2018.json", "/data/inat")  # doctest: +SKIP
     """
     if os.fspath(list_path).lower().endswith(".json"):
-        return read_inaturalist_json(list_path, image_root, path_prefix, num_classes)
-    return read_image_list(list_path, image_root, path_prefix, num_classes)
+        return read_inaturalist_json(
+            list_path, image_root, path_prefix, num_classes, return_lines=return_lines
+        )
+    return read_image_list(
+        list_path, image_root, path_prefix, num_classes, return_lines=return_lines
+    )
 
 
 def resolve_list(name_or_path, data_dir):

@@ -58,10 +58,21 @@ handled twice:
    they are dropped and counted (`skipped_images(dataset)`).
 2. While reading, a file that still fails to decode (one damaged in a way
    the header scan cannot see) stops the run with an error naming the file;
-   with `skip_bad_images=True` in training it is skipped and counted
-   instead, and the epoch keeps its length (a few images are taken from the
-   start of the epoch's order to fill the gap). Evaluation never skips at
-   this point, so predictions stay aligned with the labels.
+   with `skip_bad_images=True` it is skipped and recorded instead
+   (`read_failures(ds)`). In training the epoch keeps its length (a few
+   images are taken from the start of the epoch's order to fill the gap);
+   in evaluation the pass is shorter and `evaluated_labels(ds, labels)`
+   gives the labels of the images it delivered, so predictions stay
+   aligned with the labels.
+
+A full, strict decode before training (`check_images(paths, decode=True)`,
+the recipes' `--check_images=decode`) also finds JPEGs damaged inside their
+compressed data, which TensorFlow decodes without an error (libjpeg only
+prints a warning such as "Corrupt JPEG data: 50 extraneous bytes before
+marker 0xd9", naming no file, and fills the damaged blocks with grey).
+
+EXIF orientation is ignored: images are used as stored, as torchvision's
+Pillow loader and MiSLAS do (a camera's rotated photo stays rotated).
 
 No image is ever paired with another image's label.
 """
@@ -344,12 +355,14 @@ def _validate_files(paths, labels, skip_bad_images, check_files, num_threads):
     return paths, labels, check
 
 
-def _read_with_check(positions, load, path_of, size, skip, counter):
+def _read_with_check(positions, load, path_of, size, skip, counter, index_of=None, mask=None):
     """`positions.map(load)`, dropping failed reads; names or counts them.
 
     `load(position)` returns `(position, image, label)`. A failed read is
     seen as a jump in `position` after `ignore_errors`; a sentinel at
-    `size` catches a failure of the last element.
+    `size` catches a failure of the last element. With `skip`, `counter`
+    (optional) counts the failed reads and `mask[index_of(position)]` is set
+    for each of them.
     """
     elements = positions.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
     elements = elements.ignore_errors()
@@ -377,9 +390,21 @@ def _read_with_check(positions, load, path_of, size, skip, counter):
                     path_of(tf.minimum(expected, size - 1)),
                     output_stream=sys.stderr,
                 )
-                return counter.assign_add(missed)
+                updates = []
+                if mask is not None:
+                    failed = index_of(tf.range(expected, position))
+                    updates.append(mask.scatter_nd_update(
+                        tf.reshape(failed, [-1, 1]), tf.ones([missed], tf.bool)
+                    ))
+                with tf.control_dependencies(updates):
+                    if counter is None:
+                        return tf.identity(missed)
+                    return counter.assign_add(missed)
 
-            done = tf.cond(missed > 0, report, counter.read_value)
+            def quiet():
+                return tf.constant(0, tf.int64) if counter is None else counter.read_value()
+
+            done = tf.cond(missed > 0, report, quiet)
         else:
             done = tf.debugging.Assert(
                 tf.equal(position, expected),
@@ -518,6 +543,8 @@ def image_train_dataset(
         labels_t = tf.constant(labels)
         epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
         skip_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # Which files failed while reading, in `paths` order (once each).
+        read_failures = tf.Variable(tf.zeros([len(paths)], tf.bool), trainable=False)
 
     def next_epoch(_):
         return epoch_counter.assign_add(1) - 1
@@ -559,6 +586,8 @@ def image_train_dataset(
             size,
             skip_bad_images,
             skip_counter,
+            index_of=lambda position: tf.gather(order, position),
+            mask=read_failures,
         )
         batches = elements.batch(batch_size, drop_remainder=drop_remainder)
         if extra:
@@ -579,7 +608,9 @@ def image_train_dataset(
     dataset = _deterministic(dataset.prefetch(AUTOTUNE))
     dataset._lcreg_epoch_counter = epoch_counter
     dataset._lcreg_skip_counter = skip_counter
+    dataset._lcreg_read_failures = read_failures
     dataset._lcreg_image_check = check
+    dataset._lcreg_paths = paths
     return dataset
 
 
@@ -613,8 +644,11 @@ def image_eval_dataset(
         std: per-channel std in [0, 1] scale.
         skip_bad_images: leave out the files the header scan finds
             unreadable (then the batches follow `labels[check.ok]`, see
-            `image_check(ds)`); files failing later still raise, naming the
-            file, so predictions stay aligned with the labels.
+            `image_check(ds)`) and the files that fail while reading; the
+            labels of the images a pass delivered are
+            `evaluated_labels(ds, labels[check.ok])` (`read_failures(ds)`
+            says which were left out of the last pass). Without it a file
+            failing while reading stops the pass with an error naming it.
         check_files: run `check_images` first.
         num_threads: threads of that scan.
 
@@ -662,23 +696,78 @@ def image_eval_dataset(
         image.set_shape([image_size, image_size, 3])
         return position, image, labels_t[position]
 
-    elements = _read_with_check(
-        tf.data.Dataset.range(n), load, lambda p: paths_t[p], n, False, None
-    )
+    with tf.device("/CPU:0"):
+        # The files that failed while reading, in the latest pass only.
+        read_failures = tf.Variable(tf.zeros([n], tf.bool), trainable=False)
+
+    def one_pass(_):
+        return _read_with_check(
+            tf.data.Dataset.range(n), load, lambda p: paths_t[p], n, skip_bad_images, None,
+            index_of=lambda p: p, mask=read_failures,
+        )
+
+    def new_pass(_):
+        with tf.control_dependencies([read_failures.assign(tf.zeros([n], tf.bool))]):
+            return tf.constant(0, tf.int64)
+
+    elements = tf.data.Dataset.range(1).map(new_pass).flat_map(one_pass)
     dataset = elements.batch(batch_size, drop_remainder=False)
     dataset = dataset.map(
         lambda _, images, y: ((tf.cast(images, tf.float32) / 255.0 - mean) / std, y),
         num_parallel_calls=AUTOTUNE,
     )
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
+    if not skip_bad_images:  # skipping while reading may drop a last batch
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
     dataset = _deterministic(dataset.prefetch(AUTOTUNE))
     dataset._lcreg_image_check = check
+    dataset._lcreg_read_failures = read_failures
+    dataset._lcreg_paths = paths
     return dataset
 
 
 def image_check(dataset) -> Optional[ImageCheck]:
     """The `ImageCheck` a dataset of this module ran at construction, or None."""
     return getattr(dataset, "_lcreg_image_check", None)
+
+
+def read_failures(dataset):
+    """Indices (into the dataset's kept files) that failed while reading.
+
+    For a training set: every file that failed so far (each once). For an
+    evaluation set: the files left out of its latest pass.
+
+    Args:
+        dataset: a dataset from `image_train_dataset` / `image_eval_dataset`.
+
+    Returns:
+        A sorted int64 NumPy array.
+    """
+    import numpy as np
+
+    mask = getattr(dataset, "_lcreg_read_failures", None)
+    if mask is None:
+        return np.zeros([0], np.int64)
+    return np.flatnonzero(mask.numpy()).astype(np.int64)
+
+
+def dataset_paths(dataset):
+    """The files a dataset of this module reads (after the header scan), or None."""
+    return getattr(dataset, "_lcreg_paths", None)
+
+
+def evaluated_labels(dataset, labels):
+    """`labels` (one per kept file) of the images the latest pass delivered.
+
+    Example:
+        >>> logits = model.predict(ds)  # doctest: +SKIP
+        >>> y = evaluated_labels(ds, labels)  # doctest: +SKIP
+    """
+    import numpy as np
+
+    labels = np.asarray(labels)
+    keep = np.ones(len(labels), bool)
+    keep[read_failures(dataset)] = False
+    return labels[keep]
 
 
 def skipped_images(dataset):

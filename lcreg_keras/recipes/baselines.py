@@ -22,6 +22,8 @@ LCReg's latent categories:
 
 import math
 
+from lcreg_keras.errors import UserError
+
 LOSSES = ("ce", "logit_adjusted", "balanced_softmax", "ldam_drw", "cb_softmax", "cb_focal")
 STAGE2 = ("mislas", "crt", "lws", "tau_norm", "none")
 # Held out for tau-normalisation when --heldout_fraction is not given.
@@ -34,7 +36,7 @@ def _number(config, name, what, ok):
     value = getattr(config, name)
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not (number and math.isfinite(value) and ok(value)):
-        raise ValueError(f"`--{name}` must be {what}. Received: {value!r}")
+        raise UserError(f"`--{name}` must be {what}. Received: {value!r}")
 
 
 def heldout_fraction(config):
@@ -52,11 +54,11 @@ def drw_epoch(config):
 
 
 def check(config):
-    """Raises ValueError for a bad baseline setting (call before reading data)."""
+    """Raises UserError (a ValueError) for a bad baseline setting (call before reading data)."""
     if config.loss not in LOSSES:
-        raise ValueError(f"`--loss` must be one of {', '.join(LOSSES)}. Received: {config.loss!r}")
+        raise UserError(f"`--loss` must be one of {', '.join(LOSSES)}. Received: {config.loss!r}")
     if config.stage2 not in STAGE2:
-        raise ValueError(
+        raise UserError(
             f"`--stage2` must be one of {', '.join(STAGE2)}. Received: {config.stage2!r}"
         )
     _number(config, "la_tau", "a number >= 0", lambda v: v >= 0)
@@ -69,18 +71,18 @@ def check(config):
         isinstance(config.drw_epoch, bool) or not isinstance(config.drw_epoch, int)
         or config.drw_epoch < 0
     ):
-        raise ValueError(f"`--drw_epoch` must be an int >= 0. Received: {config.drw_epoch!r}")
+        raise UserError(f"`--drw_epoch` must be an int >= 0. Received: {config.drw_epoch!r}")
     if config.heldout_fraction is not None:
         _number(config, "heldout_fraction", "a number in [0, 1)", lambda v: 0 <= v < 1)
     if config.stage2 == "tau_norm" and heldout_fraction(config) == 0.0:
-        raise ValueError(
+        raise UserError(
             "`--stage2=tau_norm` chooses tau on held-out training data: "
             "`--heldout_fraction` must be > 0 (default 0.1)."
         )
     if config.stage == "2" and config.stage2 == "none":
-        raise ValueError("`--stage=2` with `--stage2=none` has nothing to run.")
+        raise UserError("`--stage=2` with `--stage2=none` has nothing to run.")
     if config.stage2 == "tau_norm" and config.loss == "ldam_drw":
-        raise ValueError(
+        raise UserError(
             "`--stage2=tau_norm` rescales class-weight norms, which LDAM's cosine "
             "classifier normalises away; pick another second stage."
         )

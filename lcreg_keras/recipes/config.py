@@ -1,7 +1,7 @@
 """The experiment description every recipe fills in."""
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 
 @dataclasses.dataclass
@@ -27,8 +27,10 @@ class Config:
     color_jitter: float = 0.4
     skip_bad_images: bool = False  # count and skip unreadable images
     # Scan every listed file's header and tail before training (about a
-    # minute per million files); False leaves bad files to the read-time check.
-    check_images: bool = True
+    # minute per million files); "decode" also decodes every image strictly
+    # (finds damaged JPEG data; cached in run.json); False leaves bad files
+    # to the read-time check.
+    check_images: Union[bool, str] = True
     # Caps on the number of examples (None: all); `--smoke` sets them.
     max_train_examples: Optional[int] = None
     max_test_examples: Optional[int] = None

@@ -66,6 +66,16 @@ class Data:
             None; post-hoc choices such as tau-normalisation's `tau` are made
             on it, never on the test set.
         heldout_labels: `(N_heldout,)` int array, in the order of `heldout`.
+        skipped_images: image files the scan before training left out as
+            unreadable (`config.skip_bad_images`), training and test
+            together (`read_skips` adds those that failed while reading).
+        images: per split (`"train"`, `"test"`): `listed` (entries after
+            the caps), `skipped_at_scan`, `scan` (`"header"`, `"decode"`,
+            `"none"`; `" (cached)"` when the manifest had the result).
+        fingerprint: what identifies the data (list files' SHA-256 and
+            per-class counts, or a hash of the arrays), for the run manifest.
+        locations: per split, `(list_path, line_numbers)` of the kept
+            entries (list datasets), for messages naming a file's line.
     """
 
     name: str
@@ -84,6 +94,45 @@ class Data:
     skipped_images: int = 0
     heldout: Any = None
     heldout_labels: Optional[np.ndarray] = None
+    images: dict = dataclasses.field(default_factory=dict)
+    fingerprint: dict = dataclasses.field(default_factory=dict)
+    locations: dict = dataclasses.field(default_factory=dict)
+
+    def read_skips(self, split):
+        """Files of `split` that failed while reading in this process, as paths.
+
+        Training: every file the stage-one or stage-two pipeline failed to
+        read so far. Test: the files left out of the latest pass over `test`.
+        """
+        from lcreg_keras.data import image_pipeline as ip
+
+        datasets = [self.train, self.stage_two_train] if split == "train" else [self.test]
+        failed = set()
+        for dataset in datasets:
+            paths = ip.dataset_paths(dataset) if dataset is not None else None
+            if paths is not None:
+                failed.update(paths[i] for i in ip.read_failures(dataset))
+        return sorted(failed)
+
+    def evaluated_test_labels(self):
+        """`test_labels` of the images the latest pass over `test` delivered."""
+        from lcreg_keras.data import image_pipeline as ip
+
+        if ip.dataset_paths(self.test) is None:
+            return self.test_labels
+        return ip.evaluated_labels(self.test, self.test_labels)
+
+    def where(self, split, path):
+        """`"list:line: path"` for a kept file of `split`, or the path alone."""
+        located = self.locations.get(split)
+        dataset = self.train if split == "train" else self.test
+        from lcreg_keras.data import image_pipeline as ip
+
+        paths = ip.dataset_paths(dataset) if dataset is not None else None
+        if not located or paths is None or path not in paths:
+            return path
+        list_path, lines = located
+        return f"{_location(list_path, lines[paths.index(path)])}: {path}"
 
     def describe(self):
         counts = self.train_counts
@@ -97,6 +146,60 @@ class Data:
         if self.skipped_images:
             text += f"; {self.skipped_images:,} unreadable image files skipped"
         return text
+
+
+class LoadHooks:
+    """What a caller of `load` may do while the data is loaded (no-ops here).
+
+    The runner's hooks compare the data with the run manifest before any
+    image is read, and cache the image scans in it.
+    """
+
+    def fingerprint(self, fingerprint):
+        """Called with `Data.fingerprint` as soon as it is known, before the scan."""
+
+    def cached_check(self, split, paths, mode):
+        """An `ImageCheck` of `paths` made earlier in `mode`, or None."""
+        return None
+
+    def store_check(self, split, paths, mode, check):
+        """Keeps a fresh `ImageCheck` for `cached_check`."""
+
+
+def _location(list_path, line):
+    if str(list_path).lower().endswith(".json"):
+        return f"{list_path} images[{int(line)}]"
+    return f"{list_path}:{int(line)}"
+
+
+def _sha256(*arrays):
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def check_mode(value):
+    """`config.check_images` as `"header"`, `"decode"` or `"none"`.
+
+    Accepts True / False / `"true"` / `"false"` / `"decode"` (and `"header"`,
+    `"none"`); anything else is a `UserError`.
+    """
+    from lcreg_keras.errors import UserError
+
+    text = str(value).strip().lower()
+    modes = {"true": "header", "1": "header", "header": "header", "false": "none",
+             "0": "none", "none": "none", "decode": "decode"}
+    if text not in modes:
+        raise UserError(
+            f"--check_images must be true (scan the headers), false (no scan) or "
+            f"decode (a full strict decode). Received: {value!r}"
+        )
+    return modes[text]
 
 
 def stage_two_sizes(config, labels):
@@ -155,12 +258,12 @@ def capped_test(images, labels, config):
 
 def small_image_data(
     name, train, test, num_classes, n_max, config, source, mean=None, std=None,
-    class_names=None,
+    class_names=None, hooks=None,
 ):
     """CIFAR-style pipelines for an array dataset made long-tailed.
 
     `mean` / `std` default to the statistics of the long-tailed training
-    subset.
+    subset; `hooks` (a `LoadHooks`) sees the fingerprint.
     """
     from lcreg_keras.data import channel_stats
     from lcreg_keras.data import class_counts
@@ -176,7 +279,9 @@ def small_image_data(
     if mean is None or std is None:
         mean, std = channel_stats(x_train)
     if len(y_train) < config.batch_size:
-        raise ValueError(
+        from lcreg_keras.errors import UserError
+
+        raise UserError(
             f"`batch_size` {config.batch_size} exceeds the {len(y_train)} training "
             "examples: stage one drops the last partial batch, so no step would run."
         )
@@ -196,12 +301,19 @@ def small_image_data(
         samples_per_class=config.stage2_samples_per_class,
     )
     shape = x_train.shape[1:] if x_train.ndim == 4 else x_train.shape[1:] + (1,)
+    counts = class_counts(y_train, num_classes)
+    fingerprint = {
+        "train": {"sha256": _sha256(x_train, y_train), "counts": counts.tolist()},
+        "test": {"sha256": _sha256(x_test, y_test), "num_images": int(len(y_test))},
+    }
+    if hooks is not None:
+        hooks.fingerprint(fingerprint)
     return Data(
         name=name,
         train=train_ds,
         test=test_ds,
         test_labels=np.asarray(y_test, np.int64),
-        train_counts=class_counts(y_train, num_classes),
+        train_counts=counts,
         num_classes=num_classes,
         input_shape=tuple(int(d) for d in shape),
         steps_per_epoch=len(y_train) // config.batch_size,
@@ -217,31 +329,41 @@ def small_image_data(
         class_names=class_names,
         heldout=held_ds,
         heldout_labels=None if split is None else np.asarray(y_held, np.int64),
+        images={
+            "train": {"listed": int(len(y_train)), "skipped_at_scan": 0, "scan": "none"},
+            "test": {"listed": int(len(y_test)), "skipped_at_scan": 0, "scan": "none"},
+        },
+        fingerprint=fingerprint,
     )
 
 
-def _fashion_mnist_lt(config):
+def _fashion_mnist_lt(config, hooks=None):
     from lcreg_keras.data import FASHION_MNIST_CLASSES
     from lcreg_keras.data import load_fashion_mnist
 
-    train, test, source = load_fashion_mnist(config.data_dir, return_source=True)
+    # An explicit --data_dir must hold the data: no silent fallback to another copy.
+    train, test, source = load_fashion_mnist(
+        config.data_dir, return_source=True, search_elsewhere=not config.data_dir
+    )
     return small_image_data(
         "fashion_mnist_lt", train, test, 10, 6000, config, source,
-        class_names=list(FASHION_MNIST_CLASSES),
+        class_names=list(FASHION_MNIST_CLASSES), hooks=hooks,
     )
 
 
 def _cifar_lt(num_classes, n_max):
-    def load_cifar_lt(config):
+    def load_cifar_lt(config, hooks=None):
         from lcreg_keras.data import cifar
 
         train, test, source = cifar.load_cifar(
-            num_classes, config.data_dir, return_source=True
+            num_classes, config.data_dir, return_source=True,
+            search_elsewhere=not config.data_dir,
         )
         return small_image_data(
             f"cifar{num_classes}_lt", train, test, num_classes, n_max, config, source,
             mean=cifar.CIFAR_MEAN, std=cifar.CIFAR_STD,
             class_names=list(cifar.CIFAR10_CLASSES) if num_classes == 10 else None,
+            hooks=hooks,
         )
 
     return load_cifar_lt
@@ -332,21 +454,51 @@ def _find_list(config, names, split):
     )
 
 
-def _check_split(paths, labels, config, split):
-    """The header scan of one split: drop (skip mode) or refuse bad files."""
-    from lcreg_keras.data.image_files import UnreadableImagesError
-    from lcreg_keras.data.image_pipeline import check_images
+def _scan(paths, config, split, mode, hooks):
+    """The `ImageCheck` of one split in `mode`: cached, or made now."""
+    from lcreg_keras.data.image_files import check_images
 
-    if not config.check_images:
-        print(f"data: {split} header scan skipped (--check_images=false); a bad file is "
-              f"{'skipped' if config.skip_bad_images else 'an error'} when it is read", flush=True)
-        return paths, labels, 0
+    cached = hooks.cached_check(split, paths, mode) if hooks is not None else None
+    if cached is not None:
+        return cached, True
     start = time.time()
-    check = check_images(paths)
-    seconds = time.time() - start
+    if mode == "decode":
+        print(f"data: decoding the {len(paths):,} {split} images strictly "
+              "(--check_images=decode; once, the result is kept in run.json) ...", flush=True)
+    check = check_images(paths, decode=mode == "decode")
+    check.seconds = time.time() - start
+    if hooks is not None:
+        hooks.store_check(split, paths, mode, check)
+    return check, False
+
+
+def _check_split(paths, labels, lines, list_path, config, split, hooks=None):
+    """The scan of one split: drop (skip mode) or refuse bad files.
+
+    Returns the kept `(paths, labels, lines)` and the split's `images` entry.
+    """
+    from lcreg_keras.data.image_files import UnreadableImagesError
+    from lcreg_keras.errors import UserError
+
+    mode = check_mode(config.check_images)
+    info = {"listed": len(paths), "skipped_at_scan": 0, "scan": mode}
+    if mode == "none":
+        print(f"data: {split} scan skipped (--check_images=false); a bad file is "
+              f"{'skipped' if config.skip_bad_images else 'an error'} when it is read", flush=True)
+        return paths, labels, lines, info
+    check, cached = _scan(paths, config, split, mode, hooks)
+    if cached:
+        info["scan"] += " (cached)"
+    if check.num_bad:
+        shown = [f"  {_location(list_path, lines[i])}: {path}: {reason}"
+                 for i, path, reason in check.bad[:20]]
+        if check.num_bad > 20:
+            shown.append(f"  ... and {check.num_bad - 20:,} more")
+        listing = f"{check.num_bad:,} of {check.num_files:,} {split} image files cannot be read:\n"
+        listing += "\n".join(shown)
     if check.num_bad and not config.skip_bad_images:
         raise UnreadableImagesError(
-            f"The {split} list names unreadable image files.\n{check.describe()}\n"
+            f"The {split} list names unreadable image files.\n{listing}\n"
             "Fix them, or run with --skip_bad_images to leave them out "
             "(python tools/check_dataset.py lists them all).",
             check,
@@ -355,57 +507,74 @@ def _check_split(paths, labels, config, split):
         keep = check.ok
         paths = [p for p, k in zip(paths, keep) if k]
         labels = labels[keep]
-        print(
-            f"data: skipping {check.num_bad:,} unreadable {split} image files "
-            f"(checked {check.num_files:,} in {seconds:.0f} s):\n{check.describe(5)}",
-            flush=True,
-        )
+        lines = lines[keep]
+        info["skipped_at_scan"] = check.num_bad
+        took = "cached result" if cached else f"checked in {getattr(check, 'seconds', 0):.0f} s"
+        print(f"data: skipping {check.num_bad:,} unreadable {split} image files ({took}):\n"
+              + "\n".join(listing.splitlines()[1:6]), flush=True)
     if not paths:
-        raise ValueError(f"No readable {split} image is left.")
-    return paths, labels, check.num_bad
+        raise UserError(f"No readable {split} image is left (all {check.num_files:,} are bad).")
+    return paths, labels, lines, info
 
 
-def image_list_data(name, config):
+def image_list_data(name, config, hooks=None):
     """The `Data` of ImageNet-LT, Places-LT or iNaturalist 2018 from list files."""
+    from lcreg_keras import run_dir
     from lcreg_keras.data import class_counts
     from lcreg_keras.data import image_lists
     from lcreg_keras.data import image_pipeline
+    from lcreg_keras.errors import UserError
 
     num_classes, lists_name, stats = LIST_DATASETS[name]
     names = getattr(image_lists, lists_name)
     mean = getattr(image_pipeline, f"{stats}_MEAN")
     std = getattr(image_pipeline, f"{stats}_STD")
     if not config.data_dir:
-        raise ValueError(
+        raise UserError(
             f"{name} needs --data_dir: the folder the listed image paths are "
             "relative to (and where the list files are looked for)."
         )
-    splits = {}
-    skipped = 0
+    listed = {}
+    fingerprint = {}
     for split, cap in (("train", config.max_train_examples), ("test", config.max_test_examples)):
         list_path = _find_list(config, names, split)
-        paths, labels = image_lists.read_any_list(
-            list_path, config.data_dir, config.path_prefix, num_classes
+        paths, labels, lines = image_lists.read_any_list(
+            list_path, config.data_dir, config.path_prefix, num_classes, return_lines=True
         )
         keep = cap_per_class(labels, cap, seed=config.subset_seed)
         if len(keep) < len(labels):
             paths = [paths[i] for i in keep]
             labels = labels[keep]
-        paths, labels, bad = _check_split(paths, labels, config, split)
-        skipped += bad
-        splits[split] = (list_path, paths, labels)
+            lines = lines[keep]
+        listed[split] = (list_path, paths, labels, lines)
+        fingerprint[split] = {
+            "list_sha256": run_dir.file_sha256(list_path),
+            "counts": class_counts(labels, num_classes).tolist(),
+        }
+    if hooks is not None:
+        hooks.fingerprint(fingerprint)  # before any image is read
+    splits, images = {}, {}
+    for split, (list_path, paths, labels, lines) in listed.items():
+        paths, labels, lines, images[split] = _check_split(
+            paths, labels, lines, list_path, config, split, hooks
+        )
+        splits[split] = (list_path, paths, labels, lines)
+    skipped = sum(info["skipped_at_scan"] for info in images.values())
 
-    _, train_paths, train_labels = splits["train"]
-    _, test_paths, test_labels = splits["test"]
+    _, train_paths, train_labels, train_lines = splits["train"]
+    _, test_paths, test_labels, _ = splits["test"]
     held = carve_heldout(train_labels, config)
     if held is not None:
         held_paths = [train_paths[i] for i in held[1]]
         held_labels = np.asarray(train_labels)[held[1]]
         train_paths = [train_paths[i] for i in held[0]]
         train_labels = np.asarray(train_labels)[held[0]]
+        # Lines follow the kept paths, so messages still name the right line.
+        splits["train"] = (splits["train"][0], train_paths, train_labels,
+                           np.asarray(train_lines)[held[0]])
     batch_size = config.batch_size
     if len(train_labels) < batch_size:
-        raise ValueError(
+        raise UserError(
             f"`batch_size` {batch_size} exceeds the {len(train_labels)} training "
             "images: stage one drops the last partial batch, so no step would run."
         )
@@ -427,6 +596,7 @@ def image_list_data(name, config):
     test = image_pipeline.image_eval_dataset(
         test_paths, test_labels, config.eval_batch_size, image_size=config.image_size,
         resize_size=config.resize_size, mean=mean, std=std, check_files=False,
+        skip_bad_images=config.skip_bad_images,
     )
     held_ds = None
     if held is not None:
@@ -459,12 +629,15 @@ def image_list_data(name, config):
         skipped_images=skipped,
         heldout=held_ds,
         heldout_labels=None if held is None else np.asarray(held_labels, np.int64),
+        images=images,
+        fingerprint=fingerprint,
+        locations={split: (v[0], v[3]) for split, v in splits.items()},
     )
 
 
 def _list_loader(name):
-    def load_list_dataset(config):
-        return image_list_data(name, config)
+    def load_list_dataset(config, hooks=None):
+        return image_list_data(name, config, hooks)
 
     return load_list_dataset
 
@@ -479,10 +652,12 @@ LOADERS = {
 }
 
 
-def load(config):
-    """The `Data` of `config.dataset`."""
+def load(config, hooks=None):
+    """The `Data` of `config.dataset`; `hooks`: an optional `LoadHooks`."""
+    from lcreg_keras.errors import UserError
+
     if config.dataset not in LOADERS:
-        raise ValueError(
+        raise UserError(
             f"Unknown dataset {config.dataset!r}; known: {sorted(LOADERS)}."
         )
-    return LOADERS[config.dataset](config)
+    return LOADERS[config.dataset](config, hooks)

@@ -8,12 +8,11 @@ runs with different seeds train on the same images (MiSLAS: `rand_number=0`). `-
 `--model_dir`:
 
 - `stage1/`, `stage2/`, one folder a stage:
-  - `backup/`: `keras.callbacks.BackupAndRestore` state; a killed run started
-    again with the same command resumes from the last finished epoch (a
-    finished stage is not trained again: its `done.json` and `model.keras`
-    are loaded);
+  - `backup/`: the `lcreg_keras.resume.BackupAndRestore` state, kept until
+    the stage is marked finished;
   - `last.keras` after every epoch, `best.keras` (best test accuracy) when
-    `--eval_every` validates during training, `model.keras` at the end;
+    `--eval_every` validates during training, `model.keras` and `done.json`
+    (its test metrics) once the stage is finished and evaluated;
   - `tensorboard/`: each loss term, each auxiliary term's share of the loss
     (`share_aug`, `share_recon`), lambda, the latent-usage diagnostics and
     the learning rate, per epoch; `history.csv`: the same as text. Stage one
@@ -22,19 +21,34 @@ runs with different seeds train on the same images (MiSLAS: `rand_number=0`). `-
 - `model.keras`: the final model; `preprocessing.json`: how raw images become
   its inputs (for evaluation and export);
 - `metrics.json`: the test metrics after each stage (overall, many / medium /
-  few under each rule, named), the configuration and the wall time. `top1`
-  (also `top1_last`) is the model after the last epoch, the headline; when
-  `--eval_every` validates during training, `top1_best` and
-  `top1_best_epoch` give the best test top-1 over the validated epochs and
-  the last one, what MiSLAS reports (its `best_acc1`). The best is
-  picked on the test set, so it is optimistic; it is there to compare with
-  published numbers.
-  With `--posthoc_tau` every metric is of the adjusted logits
-  `z - tau * log prior` (the unadjusted ones under `"unadjusted"`);
-  `best.keras` is still chosen on the unadjusted validation accuracy.
+  few under each rule, named), the images used and skipped per split, the
+  configuration and the wall time. `top1` (also `top1_last`) is the model
+  after the last epoch, the headline; when `--eval_every` validates during
+  training, `top1_best` and `top1_best_epoch` give the best test top-1 over
+  the validated epochs, what MiSLAS reports (its `best_acc1`): picked on the
+  test set, so optimistic, there to compare with published numbers. With
+  `--posthoc_tau` every metric is of the adjusted logits `z - tau * log prior`
+  (the unadjusted ones under `"unadjusted"`); `best.keras` is still chosen on
+  the unadjusted validation accuracy;
+- `run.json`: the manifest (resolved config, data fingerprint, version,
+  cached image scans); `run.lock`: held while a run uses the folder.
 
+Resuming. A run killed at any point (during a stage, between the stages,
+during an evaluation, while a file is written) and started again with the
+same command ends with the same `metrics.json` (but the wall time), the same
+histories and the same final weights as a run never killed, bit for bit on
+CPU (tests/resume_runner_test.py): every file is written atomically, each
+stage resumes from its backup, a finished stage is not trained again, and
+stage two always starts from `stage1/model.keras`. A rerun whose config or
+data differ from `run.json` refuses, naming the differences, unless
+`--overwrite` (which discards the outputs the differences invalidate: stage
+two's alone when only stage-two settings changed).
+
+User errors (bad flags, data, model_dir) print their message and the fix,
+without a traceback (`--verbose=1` or `2` adds it), and exit with status 2.
 The long-tailed baselines (`--loss`, `--stage2`, `--posthoc_tau`,
 `--heldout_fraction`, ...) are described in `lcreg_keras/recipes/baselines.py`.
+
 """
 
 import csv
@@ -42,8 +56,10 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
 import time
+import traceback
 
 from absl import app
 from absl import flags
@@ -85,7 +101,6 @@ FLAG_FIELDS = (
     ("path_prefix", "string", "Prefix joined to every listed image path."),
     ("image_size", "integer", "Training crop / test centre-crop size."),
     ("skip_bad_images", "bool", "Count and skip unreadable images instead of failing."),
-    ("check_images", "bool", "Scan image headers before training (false: only while reading)."),
     ("stage", "string", "1 | 2 (from --model_dir/stage1) | both."),
     ("stage2_epochs", "integer", "Stage-two epochs."),
     ("stage2_lr", "float", "Stage-two base learning rate (default: --lr)."),
@@ -114,6 +129,10 @@ FLAG_FIELDS = (
     ("max_train_examples", "integer", "Use at most this many training examples."),
     ("max_test_examples", "integer", "Use at most this many test examples."),
     ("mixed_precision", "string", "mixed_bfloat16 | mixed_float16 (losses stay float32)."),
+    # issue 11
+    ("check_images", "string",
+     "Before training: true (scan headers), decode (full strict decode, once: cached in "
+     "run.json) or false (bad files only found while reading)."),
 )
 
 FLAGS = flags.FLAGS
@@ -134,7 +153,12 @@ def define_flags():
     for name, kind, help_text in FLAG_FIELDS:
         definers[kind](name, None, help_text + " Default: the recipe's.")
     flags.DEFINE_bool("smoke", False, "Shrink the run to about a minute on a CPU.")
-    flags.DEFINE_integer("verbose", None, "Keras fit verbosity: 0, 1 (bar), 2 (line). Default: a bar on a terminal, lines otherwise.")
+    flags.DEFINE_integer(
+        "verbose", None, "Keras fit verbosity: 0, 1 (bar), 2 (line); default: a bar on a terminal, lines "
+        "otherwise. 1 or 2 also print the traceback of a user error.")
+    flags.DEFINE_bool(
+        "overwrite", False, "Run even though --model_dir holds a run of another config or "
+        "other data: discard the outputs that the differences invalidate.")
 
 
 def smoke(config):
@@ -176,9 +200,56 @@ def main(get_config):
     def _main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-        run(apply_flags(get_config()), verbose=FLAGS.verbose)
+        try:
+            run(apply_flags(get_config()), verbose=FLAGS.verbose, overwrite=FLAGS.overwrite)
+        except Exception as error:  # noqa: BLE001  (sorted below)
+            message = user_error_message(error)
+            if message is None:
+                raise
+            if FLAGS.verbose:
+                traceback.print_exc()
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            sys.exit(2)
 
     app.run(_main)
+
+
+def user_error_message(error):
+    """The message to print for an error the user fixes, or None for a bug.
+
+    User errors: `lcreg_keras.errors.UserError` (flags, list files, image
+    scans, the model_dir's lock and manifest), `FileNotFoundError` (data not
+    found), and a file that fails to decode while it is read (TensorFlow's
+    error, reduced to the file and the fix).
+    """
+    from lcreg_keras.errors import UserError
+
+    if isinstance(error, (UserError, FileNotFoundError)):
+        return str(error)
+    path = _unreadable_path(error)
+    if path is not None:
+        return _read_error_message(path)
+    return None
+
+
+def _unreadable_path(error):
+    """The file named by the image pipelines' read error (a TensorFlow assertion), or None."""
+    from lcreg_keras.data.image_files import _READ_ERROR
+
+    text = str(error)
+    if _READ_ERROR not in text:
+        return None
+    # "assertion failed: [Could not read ...] [/path/x.jpg] [(missing, ...)]"
+    parts = text[text.index(_READ_ERROR):].split("\n")[0].split("] [")
+    return parts[1].strip() if len(parts) > 1 else None
+
+
+def _read_error_message(where):
+    return (
+        f"{where}: cannot be read or decoded (missing, unreadable, truncated or not an image).\n"
+        "Find every such file before training with --check_images=decode (or python "
+        "tools/check_dataset.py --decode), or pass --skip_bad_images to leave them out."
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -264,24 +335,59 @@ def _sample_images(data, count=12):
     return None
 
 
+class _ReadSkipLog:
+    """Keeps `stage_dir/skipped_while_reading.json`: the training files that
+    failed while reading in this stage, over every process that trained it
+    (a resumed stage does not re-read the epochs before the kill)."""
+
+    def __init__(self, stage_dir, data):
+        self.path = os.path.join(stage_dir, "skipped_while_reading.json")
+        self.data = data
+
+    def paths(self):
+        from lcreg_keras import run_dir
+
+        return sorted(set(run_dir.read_json(self.path, default=[])) | set(
+            self.data.read_skips("train")))
+
+    def update(self):
+        from lcreg_keras import run_dir
+
+        before = run_dir.read_json(self.path, default=None)
+        now = self.paths()
+        if now and now != before:
+            run_dir.write_json(self.path, now)
+
+
 def stage_callbacks(config, stage_dir, validate, data=None):
-    """Logging, checkpoints and crash recovery of one stage."""
+    """Logging, checkpoints and crash recovery of one stage.
+
+    The order matters for resuming: the history row, the checkpoints and the
+    read-skip log of an epoch are written before its backup, so a kill
+    between them repeats the epoch (and rewrites them the same) instead of
+    losing them.
+    """
     import keras
 
     from lcreg_keras import resume
+    from lcreg_keras.callbacks import AtomicCheckpoint
+    from lcreg_keras.callbacks import HistoryCSV
+    from lcreg_keras.callbacks import KillPoints
     from lcreg_keras.callbacks import LearningRateLogger
 
     backup_root = _BACKUP_ROOT.get(config.model_dir, config.model_dir)
+    stage = os.path.basename(stage_dir)
     out = [
         LearningRateLogger(),  # first: the loggers below see `learning_rate`
-        # Resumes at the last finished epoch with the data order it would
-        # have had; only the chief worker writes, every worker restores.
-        resume.BackupAndRestore(
-            os.path.join(backup_root, os.path.basename(stage_dir), "backup"),
-            dataset=None if data is None else (data.train, data.stage_two_train),
-        ),
-        keras.callbacks.ModelCheckpoint(os.path.join(stage_dir, "last.keras")),
-        keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
+        HistoryCSV(os.path.join(stage_dir, "history.csv")),
+        AtomicCheckpoint(os.path.join(stage_dir, "last.keras")),
+    ]
+    if validate:
+        out.append(AtomicCheckpoint(os.path.join(stage_dir, "best.keras"), monitor="val_accuracy"))
+    if data is not None:
+        skips = _ReadSkipLog(stage_dir, data)
+        out.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: skips.update()))
+    out += [
         keras.callbacks.TensorBoard(os.path.join(stage_dir, "tensorboard"), update_freq="epoch"),
         keras.callbacks.TerminateOnNaN(),
     ]
@@ -294,15 +400,19 @@ def stage_callbacks(config, stage_dir, validate, data=None):
         from lcreg_keras.visualize import LatentUsageImages
 
         out.append(LatentUsageImages(images, os.path.join(stage_dir, "tensorboard", "latents")))
-    if validate:
-        out.append(
-            keras.callbacks.ModelCheckpoint(
-                os.path.join(stage_dir, "best.keras"),
-                monitor="val_accuracy",
-                mode="max",
-                save_best_only=True,
-            )
+    # Resumes at the last finished epoch with the data order it would have
+    # had; only the chief worker writes, every worker restores. The backup is
+    # kept after the fit: it goes once the stage is marked finished, so a
+    # kill during the evaluation does not retrain the stage.
+    out.append(
+        resume.BackupAndRestore(
+            os.path.join(backup_root, stage, "backup"),
+            dataset=None if data is None else (data.train, data.stage_two_train),
+            delete_checkpoint=False,
         )
+    )
+    if os.environ.get("LCREG_KILL_AT"):
+        out.append(KillPoints(stage))
     return out
 
 
@@ -374,23 +484,36 @@ def _finished(stage_dir):
     return os.path.exists(os.path.join(stage_dir, "done.json"))
 
 
-def _mark_finished(stage_dir, model, report):
-    model.save(os.path.join(stage_dir, "model.keras"))
-    with open(os.path.join(stage_dir, "done.json"), "w") as f:
-        json.dump(report, f, indent=2, default=str)
+def _mark_finished(config, stage_dir, model, report):
+    """Saves the stage's model, then `done.json` (the commit), then drops the backup."""
+    from lcreg_keras import run_dir
+
+    run_dir.save_model(model, os.path.join(stage_dir, "model.keras"))
+    run_dir.write_json(os.path.join(stage_dir, "done.json"), report)
+    _drop_backup(config, stage_dir)
+
+
+def _drop_backup(config, stage_dir):
+    from lcreg_keras.distribute import is_chief
+
+    backup_root = _BACKUP_ROOT.get(config.model_dir, config.model_dir)
+    backup = os.path.join(backup_root, os.path.basename(stage_dir), "backup")
+    if is_chief() and os.path.isdir(backup):
+        shutil.rmtree(backup, ignore_errors=True)
 
 
 def train_stage_one(config, data, verbose=None):
-    """Stage one: the LCReg model from scratch with mixup; returns the model."""
+    """Stage one: the LCReg model from scratch with mixup; returns the model.
+
+    Resumes from `stage1/backup` when a killed run left one.
+    """
     import keras
 
     from lcreg_keras.losses import Top1Accuracy
     from lcreg_keras.recipes import baselines
 
     stage_dir = os.path.join(config.model_dir, "stage1")
-    if _finished(stage_dir):
-        print(f"stage 1: finished earlier, loading {stage_dir}/model.keras", flush=True)
-        return keras.saving.load_model(os.path.join(stage_dir, "model.keras"))
+    keras.utils.set_random_seed(config.seed)
     model = build_model(config, data)
     optimizer = keras.optimizers.SGD(
         learning_rate(config, data.steps_per_epoch), momentum=config.momentum
@@ -465,140 +588,330 @@ def _tau_normalize(config, data, model, info):
     return model
 
 
-def _logit_report(config, data, logits):
+def _plain(value):
+    """JSON-ready Python values (NumPy scalars and arrays become floats, ints, lists)."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _logit_report(config, data, labels, logits):
+    """Top-1, the splits under the recipe's rule and the count rule, ECE, NLL."""
     from lcreg_keras import evaluation
 
     rules = [config.eval_rule] + [r for r in ("count",) if r != config.eval_rule]
     splits = {
-        rule: evaluation.split_accuracy(data.test_labels, logits, data.train_counts, rule=rule)
+        rule: evaluation.split_accuracy(labels, logits, data.train_counts, rule=rule)
         for rule in rules
     }
     return {
         "top1": splits[config.eval_rule]["overall"],
         "splits": splits,
-        "ece": evaluation.expected_calibration_error(data.test_labels, logits, from_logits=True),
-        "nll": evaluation.negative_log_likelihood(data.test_labels, logits, from_logits=True),
+        "ece": evaluation.expected_calibration_error(labels, logits, from_logits=True),
+        "nll": evaluation.negative_log_likelihood(labels, logits, from_logits=True),
     }
 
 
-def validate(config):
-    """Raises a clear ValueError for a bad choice, before any data is read."""
-    from lcreg_keras.layers.latent_covariance import COVARIANCE_MODES
-    from lcreg_keras.models.lcreg_model import FUSIONS
-    from lcreg_keras.models.lcreg_model import LATENT_AUG_SAMPLES
-
-    choices = (
-        ("stage", ("1", "2", "both")),
-        ("latent_aug_samples", LATENT_AUG_SAMPLES),
-        ("fusion", FUSIONS),
-        ("covariance", COVARIANCE_MODES),
-        ("similarity", ("dot", "cosine")),
-    )
-    for name, allowed in choices:
-        value = getattr(config, name)
-        if value not in allowed:
-            raise ValueError(
-                f"`--{name}` must be one of {', '.join(allowed)}. Received: {value!r}"
-            )
-    if config.latent_aug_explicit and not (config.latent and config.latent_aug):
-        raise ValueError(
-            "`--latent_aug_explicit` draws from the covariance that L_aug estimates: "
-            "it needs --latent and --latent_aug."
-        )
-    if isinstance(config.subset_seed, bool) or not isinstance(config.subset_seed, int) \
-            or config.subset_seed < 0:
-        raise ValueError(
-            f"`--subset_seed` must be an integer >= 0. Received: {config.subset_seed!r}"
-        )
-    if not config.isda_lambda0 >= 0:
-        raise ValueError(f"`--isda_lambda0` must be >= 0. Received: {config.isda_lambda0}")
-
-
-def evaluate(config, data, model):
+def evaluate(config, data, model, stage=None):
     """Test metrics under the recipe's rule and the count rule.
 
-    With `--posthoc_tau` every metric (top-1, splits, ECE, NLL) is of the
-    adjusted logits `z - tau * log prior`; the unadjusted ones are kept
-    under `"unadjusted"`.
+    Images of the test split that fail while reading (with
+    `--skip_bad_images`) are left out, and the report says how many
+    (`test_images`: `evaluated` of `listed`). With `--posthoc_tau` every
+    metric (top-1, splits, ECE, NLL) is of the adjusted logits
+    `z - tau * log prior`; the unadjusted ones are kept under `"unadjusted"`.
     """
+    from lcreg_keras import run_dir
     from lcreg_keras.posthoc import adjust_logits
     from lcreg_keras.recipes import baselines
 
     logits = model.predict(data.test, verbose=0)
-    if not config.posthoc_tau:
-        return _logit_report(config, data, logits)
-    adjusted = adjust_logits(
-        logits, baselines.prior_counts(data.train_counts), tau=config.posthoc_tau
-    )
-    report = _logit_report(config, data, adjusted)
-    report["posthoc_tau"] = config.posthoc_tau
-    report["unadjusted"] = _logit_report(config, data, logits)
-    return report
+    labels = data.evaluated_test_labels()
+    failed = data.read_skips("test")
+    if stage is not None:
+        run_dir.kill_point(f"evaluate.{stage}")
+    if config.posthoc_tau:
+        prior = baselines.prior_counts(data.train_counts)
+        report = _logit_report(config, data, labels,
+                               adjust_logits(logits, prior, tau=config.posthoc_tau))
+        report["posthoc_tau"] = config.posthoc_tau
+        report["unadjusted"] = _logit_report(config, data, labels, logits)
+    else:
+        report = _logit_report(config, data, labels, logits)
+    test = data.images.get("test", {})
+    report["test_images"] = {
+        "listed": int(test.get("listed", len(data.test_labels))),
+        "evaluated": int(len(labels)),
+        "skipped_at_scan": int(test.get("skipped_at_scan", 0)),
+        "skipped_while_reading": len(failed),
+        "skipped_files": [data.where("test", p) for p in failed[:20]],
+    }
+    # As JSON holds it: a stage read back from done.json is the same dict.
+    return json.loads(json.dumps(_plain(report)))
 
 
-def run(config, verbose=None):
-    """Trains and evaluates one config; returns the metrics dict it writes."""
+class _ManifestGuard:
+    """Compares a run with `model_dir/run.json` and records it.
+
+    Also the run's `datasets.LoadHooks`: it checks the data's fingerprint
+    before any image is read, and keeps the image scans in the manifest.
+    """
+
+    def __init__(self, config, overwrite):
+        from lcreg_keras import run_dir
+
+        self.config = config
+        self.overwrite = overwrite
+        self.manifest = run_dir.Manifest(config.model_dir)
+        self.discard = set()  # "all" or "stage2"
+
+    # The fields that do not change results: where things are, how a run is
+    # split over devices, what is printed; `stage` may change between runs
+    # (--stage=1, then --stage=2).
+    IGNORED = ("model_dir", "data_dir", "path_prefix", "train_list", "val_list", "test_list",
+               "stage", "check_images", "distribution", "paper_top1")
+    STAGE_TWO = ("stage2_epochs", "stage2_lr", "stage2_lr_factor", "stage2_batch_size",
+                 "stage2_epoch_size", "stage2_samples_per_class", "stage2", "eps_head",
+                 "eps_tail", "shift_bn")
+
+    def _progress(self, stage):
+        folder = os.path.join(self.config.model_dir, stage)
+        return _finished(folder) or os.path.isdir(os.path.join(folder, "backup"))
+
+    def _refuse_or_discard(self, what, lines, scope):
+        from lcreg_keras import run_dir
+
+        if not lines:
+            return
+        touched = self._progress("stage2") if scope == "stage2" else (
+            self._progress("stage1") or self._progress("stage2")
+            or os.path.exists(os.path.join(self.config.model_dir, "metrics.json")))
+        if not touched:
+            return
+        if self.overwrite:
+            print(f"--overwrite: {self.config.model_dir} held a run made with {what}; "
+                  f"discarding {'stage two' if scope == 'stage2' else 'its outputs'}:\n"
+                  + "\n".join(lines[:12]), flush=True)
+            self.discard.add(scope)
+            return
+        keeps = ("stage one is kept: only stage two's outputs are discarded"
+                 if scope == "stage2" else "its outputs are discarded")
+        raise run_dir.mismatch_error(
+            self.config.model_dir, what, lines,
+            f"Use another --model_dir, run with the settings recorded in "
+            f"{self.manifest.path}, or pass --overwrite ({keeps}).",
+        )
+
+    def check_config(self):
+        import lcreg_keras
+
+        recorded = {k: v for k, v in _plain(dataclasses.asdict(self.config)).items()
+                    if k not in self.IGNORED}
+        first = {k: v for k, v in recorded.items() if k not in self.STAGE_TWO}
+        second = {k: v for k, v in recorded.items() if k in self.STAGE_TWO}
+        if not self.manifest.existing and (self._progress("stage1") or self._progress("stage2")):
+            print(f"note: {self.config.model_dir} has no {os.path.basename(self.manifest.path)} "
+                  "(made by an older version): its config and data cannot be checked.",
+                  flush=True)
+        self._refuse_or_discard("another config", self.manifest.compare("config", first),
+                                "all")
+        self._refuse_or_discard("other stage-two settings",
+                                self.manifest.compare("stage_two_config", second),
+                                "stage2")
+        self.manifest.content["version"] = lcreg_keras.__version__
+
+    def fingerprint(self, fingerprint):
+        self._refuse_or_discard("other data", self.manifest.compare("data", fingerprint),
+                                "all")
+        self._apply_discards()
+        self.manifest.save()
+
+    def _apply_discards(self):
+        root = self.config.model_dir
+        if "all" in self.discard:
+            names = ("stage1", "stage2", "model.keras", "metrics.json", "preprocessing.json")
+        elif "stage2" in self.discard:
+            names = ("stage2", "model.keras", "metrics.json")
+        else:
+            return
+        for name in names:
+            path = os.path.join(root, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+        self.discard.clear()
+
+    def _key(self, split, paths):
+        import hashlib
+
+        digest = hashlib.sha256("\n".join(paths).encode("utf-8", "surrogateescape"))
+        return f"{split}:{digest.hexdigest()[:32]}"
+
+    def cached_check(self, split, paths, mode):
+        from lcreg_keras.data.image_files import ImageCheck
+        from lcreg_keras.data.image_files import files_digest
+
+        entry = self.manifest.image_check(self._key(split, paths))
+        # A strict decode also answers a header scan (it found at least as much).
+        if entry is None or (mode == "decode" and entry["mode"] != "decode"):
+            return None
+        if entry["files"] != files_digest(paths):
+            return None  # a file was added, removed, replaced or touched since
+        return ImageCheck(num_files=entry["num_files"],
+                          bad=[tuple(b) for b in entry["bad"]])
+
+    def store_check(self, split, paths, mode, check):
+        from lcreg_keras.data.image_files import files_digest
+
+        key = self._key(split, paths)
+        old = self.manifest.image_check(key)
+        if old is not None and old["mode"] == "decode" and mode != "decode":
+            return
+        self.manifest.store_image_check(key, {
+            "mode": mode, "num_files": check.num_files, "files": files_digest(paths),
+            "bad": [list(b) for b in check.bad],
+        })
+
+
+def run(config, verbose=None, overwrite=False):
+    """Trains and evaluates one config; returns the metrics dict it writes.
+
+    Raises:
+        lcreg_keras.errors.UserError: for a config that cannot run (checked
+            before any data is read or file written), data that cannot be
+            used, a model_dir in use by another run (`RunLockedError`) or
+            holding a run of another config or data (`RunMismatchError`,
+            unless `overwrite`).
+    """
     import keras
 
     from lcreg_keras import distribute
-    from lcreg_keras import evaluation
-    from lcreg_keras.recipes import baselines
-    from lcreg_keras.recipes import datasets
+    from lcreg_keras import run_dir
+    from lcreg_keras.recipes import validate
 
-    validate(config)
-    baselines.check(config)  # --loss, --stage2, --posthoc_tau, ...: before any data is read
+    from lcreg_keras.recipes import baselines
+
+    validate.check_config(config)  # before any data is read or file written
+    baselines.check(config)  # --loss, --stage2, --posthoc_tau, ...: likewise
     start = time.time()
     distribute.prepare(config.distribution)  # before any TF op / JAX computation
     scratch = distribute.worker_dir(config.model_dir)  # non-chief workers write here
     _BACKUP_ROOT[scratch] = config.model_dir
     config = config.replace(model_dir=scratch)
-    os.makedirs(config.model_dir, exist_ok=True)
-    if _finished(os.path.join(config.model_dir, "stage1")):
-        _check_heldout(config, os.path.join(config.model_dir, "stage1"))
-    if config.mixed_precision:
-        keras.config.set_dtype_policy(config.mixed_precision)
-    keras.utils.set_random_seed(config.seed)
-    data = datasets.load(config)
-    print(data.describe(), flush=True)
-    with open(os.path.join(config.model_dir, "preprocessing.json"), "w") as f:
-        json.dump(data.preprocessing, f, indent=2)
+    lock = run_dir.RunLock(config.model_dir).acquire()
+    try:
+        run_dir.remove_stale_temporaries(config.model_dir)
+        if lock.took_over:
+            print(_lock_note(lock.took_over), flush=True)
+        guard = _ManifestGuard(config, overwrite)
+        guard.check_config()
+        if config.mixed_precision:
+            keras.config.set_dtype_policy(config.mixed_precision)
+        return _run(config, verbose, guard, start)
+    finally:
+        lock.release()
 
-    results = {}
+
+def _lock_note(holder):
+    return (f"note: took over the lock of PID {holder.get('pid')} on {holder.get('host')} "
+            "(that run is no longer running)")
+
+
+def _run(config, verbose, guard, start):
+    import keras
+
+    from lcreg_keras import run_dir
+    from lcreg_keras.errors import UserError
+    from lcreg_keras.recipes import datasets
+
     stage1_dir = os.path.join(config.model_dir, "stage1")
+    if _finished(stage1_dir):
+        _check_heldout(config, stage1_dir)
+    keras.utils.set_random_seed(config.seed)
+    data = datasets.load(config, hooks=guard)
+    print(data.describe(), flush=True)
+    run_dir.write_json(os.path.join(config.model_dir, "preprocessing.json"), data.preprocessing)
+
+    try:
+        results = _train_and_evaluate(config, data, verbose)
+    except Exception as error:  # noqa: BLE001  (only the read error is replaced)
+        path = _unreadable_path(error)
+        if path is None:
+            raise
+        split = "train" if data.where("train", path) != path else "test"
+        raise UserError(_read_error_message(data.where(split, path))) from error
+    return _finish(config, data, results, start)
+
+
+def _train_and_evaluate(config, data, verbose):
+    """Both stages (those not finished earlier); returns each finished stage's report."""
+    import keras
+
+    from lcreg_keras import distribute
+    from lcreg_keras import run_dir
+    from lcreg_keras.recipes import baselines
+
+    stage_dirs = {s: os.path.join(config.model_dir, s) for s in ("stage1", "stage2")}
     with distribute.distribution_scope(config.distribution) as where:
         print(f"devices: {where}; {where.batch_note(config.batch_size, config.lr)}", flush=True)
-        model = None
         if config.stage in ("1", "both"):
-            model = train_stage_one(config, data, verbose)
-            if not _finished(stage1_dir):
-                results["stage1"] = _with_best(
-                    config, evaluate(config, data, model), stage1_dir, config.epochs
-                )
-                results["stage1"]["heldout_fraction"] = baselines.heldout_fraction(config)
-                _mark_finished(stage1_dir, model, results["stage1"])
+            if _finished(stage_dirs["stage1"]):
+                print(f"stage 1: finished earlier, using {stage_dirs['stage1']}", flush=True)
+                _drop_backup(config, stage_dirs["stage1"])
             else:
-                with open(os.path.join(stage1_dir, "done.json")) as f:
-                    results["stage1"] = json.load(f)
+                model = train_stage_one(config, data, verbose)
+                report = _with_best(config, evaluate(config, data, model, "stage1"),
+                                    stage_dirs["stage1"], config.epochs)
+                report["heldout_fraction"] = baselines.heldout_fraction(config)
+                _mark_finished(config, stage_dirs["stage1"], model, report)
+            run_dir.kill_point("between_stages")
         if baselines.runs_stage_two(config):
-            if model is None:
-                if not _finished(stage1_dir):
-                    raise FileNotFoundError(
-                        f"--stage=2 needs a finished stage one in {stage1_dir} "
-                        "(run --stage=1 or --stage=both first)."
-                    )
-                model = keras.saving.load_model(os.path.join(stage1_dir, "model.keras"))
-            info = {}
-            model = train_stage_two(config, data, model, verbose, info=info)
-            stage2_dir = os.path.join(config.model_dir, "stage2")
-            results["stage2"] = _with_best(
-                config, evaluate(config, data, model), stage2_dir, config.stage2_epochs
-            )
-            if info:
-                results["stage2"][config.stage2] = info
-            _mark_finished(stage2_dir, model, results["stage2"])
-    final = results["stage2" if "stage2" in results else "stage1"]
-    model.save(os.path.join(config.model_dir, "model.keras"))
+            if _finished(stage_dirs["stage2"]):
+                print(f"stage 2: finished earlier, using {stage_dirs['stage2']}", flush=True)
+                _drop_backup(config, stage_dirs["stage2"])
+            else:
+                # Always from the saved stage-one model (and a fresh seed), so
+                # stage two is the same whether stage one ran in this process.
+                keras.utils.set_random_seed(config.seed)
+                model = keras.saving.load_model(os.path.join(stage_dirs["stage1"], "model.keras"))
+                info = {}
+                model = train_stage_two(config, data, model, verbose, info=info)
+                report = _with_best(config, evaluate(config, data, model, "stage2"),
+                                    stage_dirs["stage2"], config.stage2_epochs)
+                if info:
+                    report[config.stage2] = json.loads(json.dumps(_plain(info)))
+                _mark_finished(config, stage_dirs["stage2"], model, report)
+    results = {}
+    for stage, folder in stage_dirs.items():
+        if _finished(folder) and (stage == "stage1" or baselines.runs_stage_two(config)):
+            results[stage] = run_dir.read_json(os.path.join(folder, "done.json"))
+    return results
 
+
+def _finish(config, data, results, start):
+    """The final model, metrics.json and the summary."""
+    import keras
+
+    from lcreg_keras import evaluation
+    from lcreg_keras import run_dir
+
+    stage_dirs = {s: os.path.join(config.model_dir, s) for s in ("stage1", "stage2")}
+    final_stage = "stage2" if "stage2" in results else "stage1"
+    final = results[final_stage]
+    final_model = os.path.join(stage_dirs[final_stage], "model.keras")
+    run_dir.replace_file(os.path.join(config.model_dir, "model.keras"),
+                         lambda tmp: shutil.copyfile(final_model, tmp))
+
+    images = _image_counts(config, data, final, stage_dirs)
     metrics = {
         "dataset": config.dataset,
         "backend": keras.config.backend(),
@@ -615,14 +928,14 @@ def run(config, verbose=None):
         "heldout_examples": 0 if data.heldout_labels is None else int(len(data.heldout_labels)),
         "stages": results,
         "paper_top1": config.paper_top1,
-        "train_examples": int(sum(data.train_counts)),
-        "test_examples": int(len(data.test_labels)),
-        "skipped_images": int(getattr(data, "skipped_images", 0)),
+        "images": images,
+        "train_examples": images["train"]["used"],
+        "test_examples": images["test"]["evaluated"],
+        "skipped_images": images["train"]["skipped"] + images["test"]["skipped"],
         "total_seconds": round(time.time() - start, 1),
-        "config": dataclasses.asdict(config),
+        "config": _plain(dataclasses.asdict(config)),
     }
-    with open(os.path.join(config.model_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2, default=str)
+    run_dir.write_json(os.path.join(config.model_dir, "metrics.json"), metrics)
     name = f"{config.dataset} (IF {config.imbalance_factor:g})"
     for stage, result in results.items():
         for report in result["splits"].values():
@@ -643,8 +956,8 @@ def run(config, verbose=None):
                   f"{100 * result['unadjusted']['top1']:.2f}", flush=True)
     if config.paper_top1 is not None:
         print(f"paper: top-1 {config.paper_top1:.1f}", flush=True)
-    if metrics["skipped_images"]:
-        print(f"skipped {metrics['skipped_images']} unreadable images", flush=True)
+    for line in _image_lines(images):
+        print(line, flush=True)
     print(
         f"time: {metrics['total_seconds'] / 60:.1f} min; metrics: "
         f"{os.path.join(config.model_dir, 'metrics.json')}",
@@ -666,6 +979,52 @@ def _check_heldout(config, stage1_dir):
             f"stage two {wanted:g}: pass the same --heldout_fraction and --stage2 as stage one "
             "(the held-out examples must not be ones the model trained on)."
         )
+
+
+def _image_counts(config, data, final, stage_dirs):
+    """Images listed, skipped (at the scan and while reading) and used, per split."""
+    from lcreg_keras import run_dir
+
+    train = data.images.get("train", {})
+    listed = int(train.get("listed", int(sum(data.train_counts))))
+    at_scan = int(train.get("skipped_at_scan", 0))
+    failed = set()
+    for folder in stage_dirs.values():
+        failed.update(run_dir.read_json(os.path.join(folder, "skipped_while_reading.json"),
+                                        default=[]))
+    test = dict(final.get("test_images") or {
+        "listed": int(len(data.test_labels)), "evaluated": int(len(data.test_labels)),
+        "skipped_at_scan": 0, "skipped_while_reading": 0, "skipped_files": [],
+    })
+    test["skipped"] = test["skipped_at_scan"] + test["skipped_while_reading"]
+    return {
+        "train": {
+            "listed": listed,
+            "skipped_at_scan": at_scan,
+            "skipped_while_reading": len(failed),
+            "skipped": at_scan + len(failed),
+            "used": listed - at_scan - len(failed),
+            "skipped_files": [data.where("train", p) for p in sorted(failed)[:20]],
+            "scan": train.get("scan", "none"),
+        },
+        "test": test,
+    }
+
+
+def _image_lines(images):
+    train, test = images["train"], images["test"]
+    lines = [f"top-1 over {test['evaluated']:,} of {test['listed']:,} test images"
+             + (f" ({test['skipped_at_scan']} skipped at the scan, "
+                f"{test['skipped_while_reading']} while reading)" if test["skipped"] else "")]
+    if train["skipped"]:
+        lines.append(
+            f"trained on {train['used']:,} of {train['listed']:,} training images "
+            f"({train['skipped_at_scan']} skipped at the scan, "
+            f"{train['skipped_while_reading']} while reading)")
+    for split, info in (("train", train), ("test", test)):
+        for where in info.get("skipped_files", [])[:5]:
+            lines.append(f"  skipped {split} image: {where}")
+    return lines
 
 
 def _describe_model(config, model, data):
