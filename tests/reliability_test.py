@@ -23,11 +23,12 @@ DOC = os.path.join(ROOT, "docs", "reliability.md")
 ROWS = (
     ("kill_stage", "killed (SIGKILL, preemption) during a stage",
      "the same command resumes the stage at its last finished epoch, with the data order the "
-     "run would have had; stage two then trains all its epochs", "Epoch 2/2",
+     "run would have had; stage two then trains all its epochs", "",
      "tests/resume_runner_test.py"),
     ("kill_between", "killed between the stages",
      "stage one is not trained again; stage two starts from `stage1/model.keras`, as in a run "
-     "never killed", "stage 1: finished earlier, using", "tests/resume_runner_test.py"),
+     "never killed", "stage 1: finished earlier, using",
+     "tests/resume_runner_test.py, tests/recipes_test.py"),
     ("kill_eval", "killed during an evaluation",
      "the stage's backup stays until its `done.json` is written: the rerun evaluates again "
      "without retraining", "", "tests/resume_runner_test.py"),
