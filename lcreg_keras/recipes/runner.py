@@ -798,10 +798,7 @@ def run(config, verbose=None, overwrite=False):
     from lcreg_keras import run_dir
     from lcreg_keras.recipes import validate
 
-    from lcreg_keras.recipes import baselines
-
     validate.check_config(config)  # before any data is read or file written
-    baselines.check(config)  # --loss, --stage2, --posthoc_tau, ...: likewise
     start = time.time()
     distribute.prepare(config.distribution)  # before any TF op / JAX computation
     scratch = distribute.worker_dir(config.model_dir)  # non-chief workers write here

@@ -75,6 +75,7 @@ def check_config(config):
     from lcreg_keras.backbones import BACKBONES
     from lcreg_keras.data.image_files import strict_decoder_missing
     from lcreg_keras.evaluation import INDEX_PRESETS
+    from lcreg_keras.recipes import baselines
     from lcreg_keras.recipes import datasets
 
     if config.dataset not in datasets.LOADERS:
@@ -148,6 +149,7 @@ def check_config(config):
         for name in ("eps_head", "eps_tail"):
             if not 0 <= _number(config, name) < 1:
                 raise _fail(name, getattr(config, name), "a smoothing in [0, 1)")
+    baselines.check(config)  # --loss, --stage2, --posthoc_tau and their parameters
     if config.data_dir:
         folder = os.path.expanduser(str(config.data_dir))
         if not os.path.isdir(folder):
