@@ -154,8 +154,15 @@ def evaluate_model(
     from lcreg_keras import evaluation
     from lcreg_keras import visualize
 
+    from lcreg_keras.data import image_pipeline
+
     test_labels = np.asarray(test_labels)
+    listed = len(test_labels)
     logits = np.asarray(model.predict(test, verbose=verbose), np.float64)
+    if image_pipeline.dataset_paths(test) is not None:
+        # Files that failed while read (`skip_bad_images`) are not predicted:
+        # keep the labels of the images this pass delivered.
+        test_labels = image_pipeline.evaluated_labels(test, test_labels)
     if logits.ndim != 2:
         raise ValueError(
             f"The model must output logits (N, C); it returned shape {logits.shape}."
@@ -179,6 +186,7 @@ def evaluate_model(
         num_bins=num_bins,
     )
     report["posthoc_tau"] = float(posthoc_tau)
+    report["test_images"] = {"listed": int(listed), "evaluated": int(len(test_labels))}
     report.update(extra or {})
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "report.json"), "w") as f:
@@ -216,6 +224,10 @@ def summary(report, name=None):
         f"ECE ({report['num_bins']} bins) {100 * nan(report['ece']):.2f} % | "
         f"NLL {nan(report['nll']):.4f} | {report['num_examples']} test examples"
     )
+    images = report.get("test_images")
+    if images and images["evaluated"] != images["listed"]:
+        lines.append(f"top-1 over {images['evaluated']:,} of {images['listed']:,} test images "
+                     f"({images['listed'] - images['evaluated']} could not be read)")
     if report.get("posthoc_tau"):
         lines.append(f"(post-hoc logit adjustment, tau {report['posthoc_tau']:g})")
     return lines

@@ -327,6 +327,18 @@ def test_bad_images_at_scan_and_while_reading_counted_per_split(tmp_path):
     assert metrics["images"]["test"]["skipped_files"] == [
         f"{root / 'ImageNet_LT_test.txt'}:5: {root / test_rel[4]}"]
     assert metrics["stages"]["stage1"]["test_images"]["evaluated"] == 14
+    # The evaluation tool pairs its predictions with the images it could read too.
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "evaluate.py"),
+         f"--model={out / 'model.keras'}", "--recipe=imagenet_lt", "--smoke", "--batch_size=8",
+         f"--data_dir={root}", "--check_images=false", "--skip_bad_images", "--verbose=0",
+         f"--out={tmp_path / 'eval'}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "top-1 over 14 of 15 test images" in proc.stdout
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["test_images"] == {"listed": 15, "evaluated": 14}
+    assert report["top1"] == pytest.approx(metrics["top1"], abs=1e-9)
 
 
 if __name__ == "__main__":
