@@ -233,3 +233,24 @@ def test_study_reports_loss_shares_after_the_first_tenth(tmp_path):
     assert table["lcreg"][0]["share_aug"] == pytest.approx(100 * 0.01 / 0.91)
     text = ablation_study.markdown(table)
     assert "share_aug" in text.splitlines()[0] and "share_recon" in text.splitlines()[0]
+
+
+def test_seeds_needed_gives_eighty_percent_power():
+    # G*Power's paired t-test table: effect size d = 0.5, two-sided 5 %, power 0.8 -> 34 pairs.
+    assert ablation_study.seeds_needed(sd=1.0, effect=0.5) == 34
+    # Monte Carlo: paired differences N(0.5, sd) at the n it asks for are detected about 80 % of the time.
+    rng = np.random.default_rng(0)
+    sd = 0.9
+    n = ablation_study.seeds_needed(sd)
+    d = rng.normal(0.5, sd, size=(4000, n))
+    t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(n))
+    power = np.mean(np.abs(t) > ablation_study.t95(n - 1))
+    assert 0.76 < power < 0.85  # binomial standard error 0.0063 at 4,000 trials
+    d = rng.normal(0.5, sd, size=(4000, n // 2))
+    t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(n // 2))
+    assert np.mean(np.abs(t) > ablation_study.t95(n // 2 - 1)) < 0.65  # half the seeds: underpowered
+    table = {"mislas": [{"seed": "s0", "overall": 80.0}, {"seed": "s1", "overall": 70.0}],
+             "lcreg": [{"seed": "s0", "overall": 81.0}, {"seed": "s1", "overall": 70.5}]}
+    text = ablation_study.markdown(table, baseline="mislas")
+    sd_pairs = np.std([1.0, 0.5], ddof=1)
+    assert f"| {ablation_study.seeds_needed(sd_pairs)} |" in text

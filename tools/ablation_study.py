@@ -165,6 +165,20 @@ def mean_interval(values):
     return mean, t95(n - 1) * sd / math.sqrt(n)
 
 
+def seeds_needed(sd, effect=0.5, z_power=0.841621):
+    """Seeds a paired two-sided t-test (5 %) needs to find `effect` with 80 % power.
+
+    The smallest n with sqrt(n) * effect / sd >= t_0.975(n - 1) + z_0.8, at the
+    standard deviation `sd` of the paired differences measured so far.
+    """
+    if sd <= 0:
+        return 2
+    n = 2
+    while math.sqrt(n) * effect / sd < t95(n - 1) + z_power:
+        n += 1
+    return n
+
+
 def run_one(row, seed, out, extra, cores=None, threads=None):
     """Runs one row and seed through the recipe; `cores` pins it to those CPUs."""
     model_dir = os.path.join(out, row, f"seed{seed}")
@@ -297,12 +311,23 @@ def paired_difference(runs, baseline_runs, key="overall"):
     return mean_interval(differences) + (len(differences),)
 
 
+def paired_sd(runs, baseline_runs, key="overall"):
+    """Standard deviation of `run - baseline` over the seeds both have (None under 2)."""
+    base = {run["seed"]: run[key] for run in baseline_runs}
+    differences = [run[key] - base[run["seed"]] for run in runs if run["seed"] in base]
+    if len(differences) < 2:
+        return None
+    mean = sum(differences) / len(differences)
+    return math.sqrt(sum((d - mean) ** 2 for d in differences) / (len(differences) - 1))
+
+
 def markdown(table, baseline=None):
     keys = (list(COLUMNS) + ["stage1", "ece", "nll"] + [s for s, _, _ in SHARES]
             + list(DIAGNOSTICS) + ["minutes"])
     keys = [k for k in keys if any(k in run for runs in table.values() for run in runs)]
     paired = baseline in table
-    head = ["row", "seeds"] + keys + ([f"overall - {baseline} (paired)"] if paired else [])
+    head = ["row", "seeds"] + keys + (
+        [f"overall - {baseline} (paired)", "seeds for 0.5 (80 % power)"] if paired else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row, runs in table.items():
         cells = []
@@ -316,6 +341,8 @@ def markdown(table, baseline=None):
         if paired:
             diff = None if row == baseline else paired_difference(runs, table[baseline])
             cells.append("-" if diff is None else f"{diff[0]:+.2f} ± {diff[1]:.2f} (n={diff[2]})")
+            sd = None if row == baseline else paired_sd(runs, table[baseline])
+            cells.append("-" if sd is None else str(seeds_needed(sd)))
         lines.append(f"| {row} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
