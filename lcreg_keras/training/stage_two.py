@@ -5,7 +5,7 @@ import numpy as np
 import keras
 
 from lcreg_keras.losses import LabelAwareSmoothing
-from lcreg_keras.schedules import WarmupCosine
+from lcreg_keras.training.schedules import WarmupCosine
 
 
 def frozen_sublayers(model):
@@ -83,10 +83,10 @@ class DecoupledStageTwo:
         logit_scaling: add the learnable per-class logit scaling.
         reinitialize_classifier: start the classifier afresh (kernel from its
             initializer, bias 0, scaling 1) before training, as cRT does
-            (Kang et al., 2020; `lcreg_keras.decoupling.ClassifierRetraining`).
+            (Kang et al., 2020; `lcreg_keras.training.decoupling.ClassifierRetraining`).
         train_classifier: train the classifier's kernel and bias; False keeps
             them bit-identical and trains only the logit scaling, as LWS does
-            (`lcreg_keras.decoupling.LearnableWeightScaling`).
+            (`lcreg_keras.training.decoupling.LearnableWeightScaling`).
 
     Example:
 

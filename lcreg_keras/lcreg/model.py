@@ -7,14 +7,14 @@ import keras
 from keras import ops
 
 from lcreg_keras.layers.classifier import LCRegClassifier
-from lcreg_keras.layers.latent_covariance import LatentCovariance
-from lcreg_keras.layers.latent_covariance import covariance_noise
-from lcreg_keras.layers.latent_pool import LatentPool
-from lcreg_keras.layers.latent_pool import part_features
-from lcreg_keras.layers.latent_reconstruction import LatentReconstruction
+from lcreg_keras.lcreg.latent_covariance import LatentCovariance
+from lcreg_keras.lcreg.latent_covariance import covariance_noise
+from lcreg_keras.lcreg.latent_pool import LatentPool
+from lcreg_keras.lcreg.latent_isda import part_features
+from lcreg_keras.lcreg.latent_reconstruction import LatentReconstruction
 from lcreg_keras.losses.classification import SoftmaxCrossentropy
-from lcreg_keras.losses.isda import latent_isda_loss
-from lcreg_keras.models.diagnostics import latent_usage
+from lcreg_keras.lcreg.latent_isda import latent_isda_loss
+from lcreg_keras.lcreg.diagnostics import latent_usage
 
 FUSIONS = ("residual", "replace", "none")
 # The samples of Eq. 5-6 (spec Sec. 3.a / 3.b).

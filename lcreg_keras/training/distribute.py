@@ -330,7 +330,7 @@ def _prepared(name, devices=None):
                 raise
             raise RuntimeError(
                 "MultiWorkerMirroredStrategy must be created before TensorFlow "
-                "runs any op: call lcreg_keras.distribute.prepare('multi_worker') "
+                "runs any op: call lcreg_keras.training.distribute.prepare('multi_worker') "
                 "at the start of the program, before loading data."
             ) from e
     elif kind == "data_parallel":

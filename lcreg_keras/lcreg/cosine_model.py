@@ -3,7 +3,7 @@
 import keras
 
 from lcreg_keras.layers.cosine_classifier import CosineClassifier
-from lcreg_keras.models.lcreg_model import LCRegModel
+from lcreg_keras.lcreg.model import LCRegModel
 
 
 @keras.saving.register_keras_serializable(package="lcreg_keras")

@@ -18,7 +18,7 @@ weight decay and the cosine schedule. The third method of the paper,
 tau-normalisation, trains nothing: `lcreg_keras.posthoc.TauNormalization`.
 """
 
-from lcreg_keras.stage_two import DecoupledStageTwo
+from lcreg_keras.training.stage_two import DecoupledStageTwo
 
 
 class ClassifierRetraining(DecoupledStageTwo):
