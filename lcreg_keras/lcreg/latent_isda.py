@@ -277,3 +277,40 @@ def part_features(features, weights):
     mass = ops.sum(weights, axis=(1, 2))  # (B, M)
     parts = ops.einsum("bhwm,bhwd->bmd", weights, features)
     return parts / ops.maximum(mass, 1e-12)[:, :, None]
+
+
+def latent_aug_loss(pool, covariance, samples, features, weights, encoded, lam, training):
+    """Eq. 5-6 on the M latent classes: `(L_aug, Sigma')`, updating `Sigma'` in training.
+
+    The samples (spec Sec. 3): `"latents"` (3.a) are the M latent vectors
+    `f'_m`, label `m`, logits `E[:, :M]`; `"parts"` (3.b) are the `(B, M, D)`
+    part features `g[i, m]` (`part_features`), label `m`, logits
+    `FC(g[i, m])[:M]`, `L_aug` the mean over all `B * M` samples. `Sigma'`
+    is `covariance`'s estimate after this step's samples (when `training`).
+
+    Args:
+        pool: the built `LatentPool` (latents, `FC`).
+        covariance: the `LatentCovariance` of the M latent classes.
+        samples: `"latents"` or `"parts"`.
+        features: float32 `(B, H, W, D)` feature map `f`.
+        weights: `(B, H, W, M)` normalised maps `S_hat` (Eq. 2).
+        encoded: `(M, D)` encoded latents `E = FC(f')`.
+        lam: the ISDA strength `lambda`.
+        training: update the covariance state.
+
+    Returns:
+        `(L_aug, Sigma')`: a float32 scalar and the `(M, D, D)` or `(M, D)`
+        covariance after the update.
+    """
+    m = pool.num_latents
+    if samples == "parts":
+        parts = part_features(features, weights)  # (B, M, D)
+        sigma = covariance(parts, None, training=training)
+        logits = ops.reshape(latent_class_logits_of(pool, parts), (-1, m))
+        labels = ops.tile(ops.arange(m, dtype="int32"), (ops.shape(parts)[0],))
+    else:
+        labels = ops.arange(m, dtype="int32")
+        sigma = covariance(pool.latents, labels, training=training)
+        logits = latent_class_logits(pool, encoded)
+    loss = latent_isda_loss(logits, labels, latent_class_weights(pool), sigma, lam)
+    return loss, sigma

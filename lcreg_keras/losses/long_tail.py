@@ -32,31 +32,17 @@ import keras
 import numpy as np
 from keras import ops
 
+from lcreg_keras.losses.label_aware_smoothing import validate_class_counts
+
 
 # ----------------------------------------------------------------------------
 # Class statistics (NumPy).
 
 
 def _validate_counts(class_counts):
-    try:
-        counts = np.asarray(class_counts, dtype="float64")
-    except (TypeError, ValueError):
-        raise ValueError(
-            "Argument `class_counts` must be a 1-D sequence of positive numbers. "
-            f"Received: class_counts={class_counts!r}"
-        ) from None
-    if counts.ndim != 1 or counts.size < 2:
-        raise ValueError(
-            "Argument `class_counts` must be a 1-D sequence of at least 2 class "
-            f"counts. Received shape {counts.shape}."
-        )
-    if not np.all(np.isfinite(counts)) or np.any(counts <= 0):
-        raise ValueError(
-            "Argument `class_counts` must hold finite positive numbers (training "
-            "examples per class; give a class without examples a count of 1). "
-            f"Received: {counts.tolist()}"
-        )
-    return counts
+    return validate_class_counts(
+        class_counts, min_classes=2, hint="; give a class without examples a count of 1"
+    )
 
 
 def _counts_config(counts):

@@ -21,20 +21,44 @@ tau-normalisation, trains nothing: `lcreg_keras.posthoc.TauNormalization`.
 from lcreg_keras.training.stage_two import DecoupledStageTwo
 
 
-class ClassifierRetraining(DecoupledStageTwo):
-    """cRT: re-initialise the classifier and re-train it on class-balanced batches.
+class _ClassifierRebalancing(DecoupledStageTwo):
+    """`DecoupledStageTwo` with Kang et al.'s switches; subclasses name which classifier parts train.
 
-    The classifier's kernel is drawn afresh from its initializer, its bias set
-    to 0 and its per-class scaling to 1 (not trained); backbone and latents
-    are frozen (BatchNorm in inference mode); the loss is cross-entropy on
-    integer labels; SGD with momentum at `lr`, cosine decay over `epochs`.
+    Common to cRT and LWS: no label smoothing, one learning rate (`lr_factor`
+    1), no mixup, frozen backbone and latents (BatchNorm in inference mode),
+    cross-entropy on integer labels, SGD with momentum at `lr`, cosine decay
+    over `epochs`, coupled weight decay of what trains.
 
     Args:
         class_counts: training examples per class.
         epochs: epochs (Kang et al.: 10).
-        lr: the classifier's learning rate.
-        weight_decay: coupled weight decay of the classifier.
+        lr: the learning rate of what trains.
+        weight_decay: coupled weight decay of what trains.
         momentum: SGD momentum.
+    """
+
+    # (logit_scaling, reinitialize_classifier, train_classifier)
+    SWITCHES = None
+
+    def __init__(self, class_counts, epochs=10, lr=0.2, weight_decay=5e-4, momentum=0.9):
+        logit_scaling, reinitialize, train_classifier = self.SWITCHES
+        super().__init__(
+            class_counts, epochs=epochs, lr=lr, lr_factor=1.0, eps_head=0.0, eps_tail=0.0,
+            shift_bn=False, weight_decay=weight_decay, momentum=momentum,
+            logit_scaling=logit_scaling, reinitialize_classifier=reinitialize,
+            train_classifier=train_classifier,
+        )
+
+
+class ClassifierRetraining(_ClassifierRebalancing):
+    """cRT: re-initialise the classifier and re-train it on class-balanced batches.
+
+    The classifier's kernel is drawn afresh from its initializer, its bias set
+    to 0 and its per-class scaling to 1 (not trained); the rest as in
+    `_ClassifierRebalancing`, with `lr` the classifier's learning rate.
+
+    Args: as `_ClassifierRebalancing` (`class_counts`, `epochs`, `lr`,
+        `weight_decay`, `momentum`).
 
     Example:
 
@@ -42,28 +66,18 @@ class ClassifierRetraining(DecoupledStageTwo):
     >>> crt.fit(model, balanced_dataset, steps_per_epoch=100)  # doctest: +SKIP
     """
 
-    def __init__(self, class_counts, epochs=10, lr=0.2, weight_decay=5e-4, momentum=0.9):
-        super().__init__(
-            class_counts, epochs=epochs, lr=lr, lr_factor=1.0, eps_head=0.0, eps_tail=0.0,
-            shift_bn=False, weight_decay=weight_decay, momentum=momentum, logit_scaling=False,
-            reinitialize_classifier=True, train_classifier=True,
-        )
+    SWITCHES = (False, True, True)
 
 
-class LearnableWeightScaling(DecoupledStageTwo):
+class LearnableWeightScaling(_ClassifierRebalancing):
     """LWS: learn only a per-class scale of the logits on class-balanced batches.
 
     `logits_j = f_j * (x . w_j + b_j)` with `f` initialised to ones (the
-    classifier's logit scaling); kernel and bias stay bit-identical, backbone
-    and latents frozen; cross-entropy on integer labels; SGD with momentum at
-    `lr`, cosine decay over `epochs`.
+    classifier's logit scaling); kernel and bias stay bit-identical; the rest
+    as in `_ClassifierRebalancing`, with `lr` the learning rate of `f`.
 
-    Args:
-        class_counts: training examples per class.
-        epochs: epochs (Kang et al.: 10).
-        lr: the learning rate of `f`.
-        weight_decay: coupled weight decay of `f`.
-        momentum: SGD momentum.
+    Args: as `_ClassifierRebalancing` (`class_counts`, `epochs`, `lr`,
+        `weight_decay`, `momentum`).
 
     Example:
 
@@ -71,9 +85,4 @@ class LearnableWeightScaling(DecoupledStageTwo):
     >>> lws.fit(model, balanced_dataset, steps_per_epoch=100)  # doctest: +SKIP
     """
 
-    def __init__(self, class_counts, epochs=10, lr=0.2, weight_decay=5e-4, momentum=0.9):
-        super().__init__(
-            class_counts, epochs=epochs, lr=lr, lr_factor=1.0, eps_head=0.0, eps_tail=0.0,
-            shift_bn=False, weight_decay=weight_decay, momentum=momentum, logit_scaling=True,
-            reinitialize_classifier=False, train_classifier=False,
-        )
+    SWITCHES = (True, False, False)

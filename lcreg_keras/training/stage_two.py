@@ -179,14 +179,14 @@ class DecoupledStageTwo:
             classifier.bias.trainable = False
         if self.logit_scaling:
             classifier.enable_logit_scaling()
-        model.classifier.gradient_scale = self.lr_factor
-        model.mixup_alpha = 0.0
-        model.weight_decay = self.weight_decay
         schedule = WarmupCosine(self.lr, total_steps=self.epochs * int(steps_per_epoch))
         model.compile(
             optimizer=keras.optimizers.SGD(schedule, momentum=self.momentum),
             loss=self.loss,
             metrics=metrics,
+            weight_decay=self.weight_decay,
+            mixup_alpha=0.0,
+            classifier_lr_factor=self.lr_factor,
         )
         return model
 
