@@ -6,6 +6,7 @@ import warnings
 import keras
 from keras import ops
 
+from lcreg_keras.data.labels import check_labels
 from lcreg_keras.layers.classifier import LCRegClassifier
 from lcreg_keras.lcreg.latent_covariance import LatentCovariance
 from lcreg_keras.lcreg.latent_covariance import covariance_noise
@@ -563,18 +564,12 @@ class LCRegModel(keras.Model):
         return bool(self._pending_total_steps)
 
     def _check_labels(self, y, name="y"):
-        """Integer labels given as arrays must lie in [0, num_classes)."""
+        """Integer labels given as arrays must lie in [0, num_classes) (`data.labels.check_labels`)."""
         if y is None or not hasattr(y, "shape") or not hasattr(y, "dtype"):
             return
         y = ops.convert_to_numpy(y)
-        if y.dtype.kind in "iu" and y.size:
-            low, high = int(y.min()), int(y.max())
-            if low < 0 or high >= self.num_classes:
-                raise ValueError(
-                    f"`{name}` holds labels in [{low}, {high}] but the model has "
-                    f"num_classes={self.num_classes}: labels must lie in "
-                    f"[0, {self.num_classes})."
-                )
+        if y.dtype.kind in "iu":
+            check_labels(y.reshape(-1), self.num_classes, name=name)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_labels(y)
