@@ -269,6 +269,15 @@ class LCRegModel(keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name) for name in TERMS}
         # Terms handed from `call` to `compute_loss` of the same step; one slot
         # per thread, since MirroredStrategy traces replicas in threads.
+        # Keras' own channel, `add_loss`, is not per replica there: a layer's
+        # `_losses` list is shared by the replica threads, which switch at
+        # every merge_call (our `only_first_replica` assigns in `call`), so a
+        # replica's `compute_loss` also sums the other replica's terms
+        # (measured with Keras 3.15 / TF 2.21 on 2 logical CPUs: one device
+        # 17.5, two replicas 22.75 for the same batch; no Keras 3 issue found,
+        # the TF 1 analogue is tensorflow/tensorflow#23056). On JAX,
+        # `add_loss` is the only way (besides `y_pred` and variables) for a
+        # value of `call` to reach `compute_loss`, and it carries losses only.
         self._handoff = threading.local()
         self._aux_in_eval = False
         self._pending_total_steps = None
@@ -529,6 +538,14 @@ class LCRegModel(keras.Model):
         if classifier_lr_factor is not None:
             self.classifier.gradient_scale = float(classifier_lr_factor)
         return super().compile(*args, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras skips restoring the compile state of a model whose `compile` is
+        # overridden, unless it overrides this too (keras/src/trainers/trainer.py).
+        # The settings `compile` adds are in `get_config` (and the classifier's).
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if hasattr(self, "optimizer") and self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, steps_per_epoch=None, **kwargs):
         self._check_labels(y)
