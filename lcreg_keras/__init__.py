@@ -7,9 +7,9 @@ schedules, the model), so `keras.saving.load_model` finds them.
 from lcreg_keras import backbones  # noqa: F401  (registers PadShortcut)
 from lcreg_keras import layers  # noqa: F401
 from lcreg_keras import losses  # noqa: F401
-from lcreg_keras import schedules  # noqa: F401
+from lcreg_keras import training  # noqa: F401  (registers the schedules)
 from lcreg_keras.models import LCRegModel
-from lcreg_keras.stage_two import DecoupledStageTwo
+from lcreg_keras.training.stage_two import DecoupledStageTwo
 
 __version__ = "0.1.0"
 

@@ -43,7 +43,7 @@ import tempfile
 import keras
 
 from lcreg_keras import run_dir
-from lcreg_keras.distribute import is_chief
+from lcreg_keras.training.distribute import is_chief
 
 
 def epoch_counter(dataset):
@@ -124,7 +124,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
       (`model._initial_epoch`), so the next `fit` of the same model object
       would start there (stage two after a resumed stage one trained 0
       epochs); this callback clears it at the start and the end of its fit;
-    - several workers: only the chief (`lcreg_keras.distribute.is_chief()`)
+    - several workers: only the chief (`lcreg_keras.training.distribute.is_chief()`)
       writes and deletes the backup; every worker restores from it, so the
       backup folder must be shared (a network file system or a bucket), as
       for tf.keras' multi-worker BackupAndRestore. The workers then restart

@@ -105,9 +105,9 @@ def test_stage_one_losses_and_stage_two_methods(tmp_path):
         assert (built is None) == (loss == "ce")
         if built is not None:
             assert built.class_counts == [50, 10, 1]
-    from lcreg_keras.decoupling import ClassifierRetraining
-    from lcreg_keras.decoupling import LearnableWeightScaling
-    from lcreg_keras.stage_two import DecoupledStageTwo
+    from lcreg_keras.training.decoupling import ClassifierRetraining
+    from lcreg_keras.training.decoupling import LearnableWeightScaling
+    from lcreg_keras.training.stage_two import DecoupledStageTwo
 
     kinds = {"mislas": DecoupledStageTwo, "crt": ClassifierRetraining, "lws": LearnableWeightScaling}
     for name, kind in kinds.items():

@@ -98,7 +98,7 @@ def test_fit_after_a_resumed_fit_trains_every_epoch(tmp_path):
     from lcreg_keras import resume
     from lcreg_keras.data.pipeline import small_image_train_dataset
     from lcreg_keras.models import LCRegModel
-    from lcreg_keras.stage_two import DecoupledStageTwo
+    from lcreg_keras.training.stage_two import DecoupledStageTwo
     from tests.distribute_test import _backbone
     from tests.distribute_test import _toy_images
 
@@ -159,7 +159,7 @@ def test_enable_determinism_keeps_training_identical(tmp_path):
     code = (
         "import json, sys, numpy as np\n"
         f"sys.path.insert(0, {ROOT!r})\n"
-        "from lcreg_keras import distribute\n"
+        "from lcreg_keras.training import distribute\n"
         "done = distribute.enable_determinism(0)\n"
         "from tests.distribute_test import _train\n"
         "a, b = _train('none'), _train('none')\n"

@@ -85,7 +85,7 @@ def test_tf_config_roles(monkeypatch):
     """Chief, worker index, scratch folders and `auto` from TF_CONFIG."""
     import keras
 
-    from lcreg_keras import distribute
+    from lcreg_keras.training import distribute
 
     if keras.config.backend() != "tensorflow":
         pytest.skip("TF_CONFIG is the TensorFlow backend's cluster description")
@@ -115,7 +115,7 @@ def test_tf_config_roles(monkeypatch):
 
 
 def test_batch_note_states_global_batch_and_lr():
-    from lcreg_keras import distribute
+    from lcreg_keras.training import distribute
 
     assert distribute.batch_note(128, 1, 0.1) == (
         "global batch 128 on one replica; "
@@ -322,7 +322,7 @@ def _train(name, devices=None, norm=None, init=None, epochs=EPOCHS, callbacks=()
     import keras
 
     from lcreg_keras.data.pipeline import small_image_train_dataset
-    from lcreg_keras.distribute import distribution_scope
+    from lcreg_keras.training.distribute import distribution_scope
     from lcreg_keras.models import LCRegModel
     from lcreg_keras.resume import DataEpochSync
 
@@ -385,7 +385,7 @@ def _child_tf_mirrored(out):
     )
     import keras
 
-    from lcreg_keras.distribute import prepare
+    from lcreg_keras.training.distribute import prepare
 
     cpus = ["/cpu:0", "/cpu:1"]
     result = {}
@@ -440,7 +440,7 @@ def _child_jax_data_parallel(out):
 def _child_multi_worker(out, epochs):
     import time as _time
 
-    from lcreg_keras import distribute
+    from lcreg_keras.training import distribute
 
     # Before any TensorFlow op: MultiWorkerMirroredStrategy sets up the
     # collective ops of the runtime, which TensorFlow allows only at startup.

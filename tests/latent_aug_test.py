@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from lcreg_keras.callbacks import LossShareMonitor
+from lcreg_keras.training.callbacks import LossShareMonitor
 from lcreg_keras.layers import LatentCovariance
 from lcreg_keras.layers import covariance_noise
 from lcreg_keras.layers import part_features

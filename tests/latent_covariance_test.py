@@ -6,6 +6,7 @@ import pytest
 from keras import ops
 
 from lcreg_keras.layers import LatentCovariance
+from tests.testing import run_layer_test
 
 pytestmark = pytest.mark.multibackend
 
@@ -100,3 +101,14 @@ def test_serialization():
     layer = LatentCovariance(7, mode="diagonal", name="cov")
     clone = LatentCovariance.from_config(layer.get_config())
     assert (clone.num_classes, clone.mode, clone.name) == (7, "diagonal", "cov")
+
+
+@pytest.mark.parametrize("mode", ["full", "diagonal"])
+def test_latent_covariance_layer_harness(mode, rng):
+    x = rng.normal(size=(6, 4)).astype("float32")
+    y = np.array([0, 1, 2, 0, 1, 2], "int32")
+    run_layer_test(
+        LatentCovariance, dict(num_classes=3, mode=mode), (x, y),
+        expected_output_shape=(3, 4, 4) if mode == "full" else (3, 4),
+        expected_num_trainable_weights=0, expected_num_non_trainable_weights=3,
+    )

@@ -6,6 +6,7 @@ import pytest
 from keras import ops
 
 from lcreg_keras.layers import LatentPool, LatentReconstruction
+from tests.testing import run_layer_test
 
 pytestmark = pytest.mark.multibackend
 
@@ -179,3 +180,23 @@ def test_layers_serialize(tmp_path, rng):
     loaded = keras.saving.load_model(path)
     for a, b in zip(model.predict(x, verbose=0), loaded.predict(x, verbose=0)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_latent_pool_layer_harness(rng):
+    x = rng.normal(size=(2, 4, 4, 6)).astype("float32")
+    run_layer_test(
+        LatentPool, dict(num_latents=3, similarity="cosine", cosine_scale=5.0), x,
+        expected_output_shape=((2, 4, 4, 3), (2, 4, 4, 3), (3, 6)),
+        expected_num_trainable_weights=3, expected_num_non_trainable_weights=0,
+    )
+
+
+def test_latent_reconstruction_layer_harness(rng):
+    s = rng.uniform(size=(2, 4, 4, 3)).astype("float32")
+    e = rng.normal(size=(3, 6)).astype("float32")
+    f = rng.normal(size=(2, 4, 4, 6)).astype("float32")
+    run_layer_test(
+        LatentReconstruction, dict(temperature=0.5, loss_scale=2.0), (s, e, f),
+        expected_output_shape={"reconstruction": (2, 4, 4, 6), "weights": (2, 4, 4, 3), "loss": ()},
+        expected_num_trainable_weights=0, expected_num_non_trainable_weights=0,
+    )

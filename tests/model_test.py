@@ -7,7 +7,7 @@ from keras import ops
 
 from lcreg_keras.losses import latent_isda_loss
 from lcreg_keras.models import LCRegModel
-from lcreg_keras.models.diagnostics import latent_usage
+from lcreg_keras.lcreg.diagnostics import latent_usage
 
 pytestmark = pytest.mark.multibackend
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from lcreg_keras.decoupling import ClassifierRetraining
-from lcreg_keras.decoupling import LearnableWeightScaling
+from lcreg_keras.training.decoupling import ClassifierRetraining
+from lcreg_keras.training.decoupling import LearnableWeightScaling
 from lcreg_keras.losses import LogitAdjustedCrossentropy
 from lcreg_keras.models import LCRegModel
 from lcreg_keras.posthoc import TauNormalization
@@ -14,7 +14,7 @@ from lcreg_keras.posthoc import adjust_logits
 from lcreg_keras.posthoc import apply_tau_normalization
 from lcreg_keras.posthoc import balanced_accuracy
 from lcreg_keras.posthoc import tau_normalized_logits
-from lcreg_keras.stage_two import DecoupledStageTwo
+from lcreg_keras.training.stage_two import DecoupledStageTwo
 from tests.model_test import tiny_backbone
 from tests.model_test import toy_data
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from lcreg_keras.callbacks import LossShareMonitor
+from lcreg_keras.training.callbacks import LossShareMonitor
 from lcreg_keras.recipes import datasets
 from lcreg_keras.recipes import runner
 from lcreg_keras.recipes.config import Config

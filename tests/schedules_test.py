@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from lcreg_keras.schedules import WarmupCosine
-from lcreg_keras.schedules import WarmupStepDecay
+from lcreg_keras.training.schedules import WarmupCosine
+from lcreg_keras.training.schedules import WarmupStepDecay
 
 
 def values(schedule, steps):

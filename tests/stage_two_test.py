@@ -8,8 +8,8 @@ from keras import ops
 from lcreg_keras.layers import LCRegClassifier
 from lcreg_keras.models import LCRegModel
 from lcreg_keras.backbones.applications import _with_trainable_bottleneck
-from lcreg_keras.stage_two import DecoupledStageTwo
-from lcreg_keras.stage_two import frozen_sublayers
+from lcreg_keras.training.stage_two import DecoupledStageTwo
+from lcreg_keras.training.stage_two import frozen_sublayers
 from tests.model_test import tiny_backbone
 from tests.model_test import toy_data
 

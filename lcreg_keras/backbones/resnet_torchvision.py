@@ -223,18 +223,12 @@ def resnet152_v1_5(input_shape=(224, 224, 3), weights=None, trainable=True, name
     recipe uses the ImageNet-pretrained `keras.applications` ResNet-152
     instead, `places_resnet152`.)
 
-    Args:
-        input_shape: channels-last image shape `(H, W, 3)`.
-        weights: `None` or a Keras weights file (see `resnet_v1_5`).
-        trainable: `False` freezes every layer.
-        name: model name and layer-name prefix.
-
-    Returns:
-        A `keras.Model`: images `(B, H, W, 3)` -> `(B, H/32, W/32, 2048)`.
+    Args, Returns: as `resnet50_v1_5` (the same arguments; the same
+    `(B, H/32, W/32, 2048)` feature map).
 
     Example:
 
-    >>> resnet152_v1_5(input_shape=(224, 224, 3)).output_shape
-    (None, 7, 7, 2048)
+    >>> resnet152_v1_5(input_shape=(160, 160, 3)).output_shape
+    (None, 5, 5, 2048)
     """
     return resnet_v1_5(152, input_shape, weights=weights, trainable=trainable, name=name)

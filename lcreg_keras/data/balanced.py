@@ -37,6 +37,8 @@ import typing
 
 import numpy as np
 
+from lcreg_keras.data.labels import check_labels
+
 # Folded into the seed so this stream differs from other users of `seed`.
 _TAG = 0x434C4157  # "CLAW"
 
@@ -53,22 +55,7 @@ def _check_int(value, name, minimum):
 
 
 def _check_labels(labels, num_classes):
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(
-            f"`labels` must be a 1-D array of class ids. Received shape {labels.shape}."
-        )
-    if labels.size == 0:
-        raise ValueError("`labels` is empty: there is nothing to sample.")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"`labels` must hold integer class ids. Received dtype {labels.dtype}.")
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0 or high >= num_classes:
-        bad = low if low < 0 else high
-        raise ValueError(
-            f"`labels` must lie in [0, num_classes) = [0, {num_classes}). Found {bad}."
-        )
-    return labels
+    return check_labels(labels, num_classes, allow_empty=False)
 
 
 def default_epoch_size(labels, num_classes):

@@ -33,6 +33,7 @@ import tarfile
 import numpy as np
 
 from lcreg_keras.data.keras_cache import keras_cache_dirs
+from lcreg_keras.data.labels import check_labels
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -136,10 +137,10 @@ def _parse_batch(raw, where, label_key):
 def _join_batches(batches, num_classes, where):
     images = np.concatenate([b[0] for b in batches])
     labels = np.concatenate([b[1] for b in batches])
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"Corrupt CIFAR-{num_classes} data in {where}: labels outside [0, {num_classes})."
-        )
+    try:
+        check_labels(labels, num_classes)
+    except ValueError as error:
+        raise ValueError(f"Corrupt CIFAR-{num_classes} data in {where}: {error}") from None
     return images, labels
 
 

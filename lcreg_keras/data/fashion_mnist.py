@@ -28,6 +28,7 @@ import zlib
 import numpy as np
 
 from lcreg_keras.data.keras_cache import keras_cache_dirs as keras_dataset_dirs
+from lcreg_keras.data.labels import check_labels
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
@@ -187,8 +188,10 @@ def _load_split(folder, images_name, labels_name):
             labels_path,
             f"{len(labels)} labels for the {len(images)} images of {images_path}.",
         )
-    if labels.size and labels.max() >= NUM_CLASSES:
-        raise _corrupt(labels_path, f"label {labels.max()} is not in [0, 10).")
+    try:
+        check_labels(labels, NUM_CLASSES)
+    except ValueError as error:
+        raise _corrupt(labels_path, str(error)) from None
     return images, labels
 
 

@@ -12,6 +12,8 @@ import numbers
 
 import numpy as np
 
+from lcreg_keras.data.labels import check_labels
+
 # Folded into the seed so this draw differs from other users of `seed`.
 _TAG = 0x484F4C44  # "HOLD"
 
@@ -40,11 +42,7 @@ def heldout_split(labels, fraction, seed=0):
     >>> np.bincount(labels[held]).tolist(), len(train)
     ([10, 1, 1], 100)
     """
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError("`labels` must be a non-empty 1-D array of integer class ids.")
-    if labels.min() < 0:
-        raise ValueError(f"`labels` must be >= 0. Found {labels.min()}.")
+    labels = check_labels(labels, allow_empty=False)
     if (
         isinstance(fraction, bool)
         or not isinstance(fraction, numbers.Real)

@@ -18,6 +18,8 @@ import numbers
 
 import numpy as np
 
+from lcreg_keras.data.labels import check_labels
+
 
 def _check_int(value, name, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -89,35 +91,7 @@ def long_tailed_counts(n_max, num_classes, imbalance_factor):
 
 
 def _check_labels(labels, num_classes=None, name="labels"):
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(
-            f"`{name}` must be a 1-D array of integer class ids. "
-            f"Received shape {labels.shape}."
-        )
-    if labels.size and not (
-        np.issubdtype(labels.dtype, np.integer)
-        or (
-            np.issubdtype(labels.dtype, np.floating)
-            and np.all(np.equal(np.mod(labels, 1), 0))
-        )
-    ):
-        raise ValueError(
-            f"`{name}` must hold integer class ids. Received dtype {labels.dtype}."
-        )
-    labels = labels.astype(np.int64)
-    if labels.size and labels.min() < 0:
-        bad = int(labels[labels < 0][0])
-        raise ValueError(
-            f"`{name}` must lie in [0, num_classes). Found the negative label {bad}."
-        )
-    if num_classes is not None and labels.size and labels.max() >= num_classes:
-        bad = int(labels[labels >= num_classes][0])
-        raise ValueError(
-            f"`{name}` must lie in [0, num_classes) = [0, {num_classes}). "
-            f"Found the label {bad}."
-        )
-    return labels
+    return check_labels(labels, num_classes, name=name, integral_floats=True)
 
 
 def class_counts(labels, num_classes):

@@ -1,9 +1,9 @@
-"""Losses of LCReg: latent ISDA (Eq. 6), label-aware smoothing (stage 2), long-tailed baselines."""
+"""Losses: classification, label-aware smoothing (stage 2), long-tailed baselines; latent ISDA (Eq. 6) re-exported from `lcreg_keras.lcreg`."""
 
 from lcreg_keras.losses.classification import SoftmaxCrossentropy
 from lcreg_keras.losses.classification import Top1Accuracy
-from lcreg_keras.losses.isda import isda_quadratic
-from lcreg_keras.losses.isda import latent_isda_loss
+from lcreg_keras.lcreg.latent_isda import isda_quadratic
+from lcreg_keras.lcreg.latent_isda import latent_isda_loss
 from lcreg_keras.losses.label_aware_smoothing import LabelAwareSmoothing
 from lcreg_keras.losses.label_aware_smoothing import label_aware_epsilons
 from lcreg_keras.losses.long_tail import BalancedSoftmaxCrossentropy

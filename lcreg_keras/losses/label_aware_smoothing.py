@@ -31,7 +31,13 @@ def _validate_factor(name, value):
         )
 
 
-def _validate_counts(class_counts):
+def validate_class_counts(class_counts, min_classes=1, hint=""):
+    """`class_counts` as a float64 array: 1-D, at least `min_classes`, finite and > 0.
+
+    The one check of the per-class training counts that the long-tailed
+    losses (`min_classes=2`) and label-aware smoothing (`min_classes=1`)
+    take; `hint` is appended to the message about non-positive counts.
+    """
     try:
         counts = np.asarray(class_counts, dtype="float64")
     except (TypeError, ValueError):
@@ -39,15 +45,15 @@ def _validate_counts(class_counts):
             "Argument `class_counts` must be a 1-D sequence of positive numbers. "
             f"Received: class_counts={class_counts!r}"
         ) from None
-    if counts.ndim != 1 or counts.size == 0:
-        raise ValueError(
-            "Argument `class_counts` must be a non-empty 1-D sequence. "
-            f"Received shape {counts.shape}."
+    if counts.ndim != 1 or counts.size < max(min_classes, 1):
+        what = "non-empty 1-D sequence" if min_classes <= 1 else (
+            f"1-D sequence of at least {min_classes} class counts"
         )
+        raise ValueError(f"Argument `class_counts` must be a {what}. Received shape {counts.shape}.")
     if not np.all(np.isfinite(counts)) or np.any(counts <= 0):
         raise ValueError(
             "Argument `class_counts` must contain finite positive numbers "
-            f"(training images per class). Received: {counts.tolist()}"
+            f"(training examples per class{hint}). Received: {counts.tolist()}"
         )
     return counts
 
@@ -83,7 +89,7 @@ def label_aware_epsilons(class_counts, head, tail, shape="concave"):
     >>> label_aware_epsilons([100, 10, 1], head=0.4, tail=0.1)
     array([0.4       , 0.14269446, 0.1       ], dtype=float32)
     """
-    counts = _validate_counts(class_counts)
+    counts = validate_class_counts(class_counts)
     _validate_factor("head", head)
     _validate_factor("tail", tail)
     if shape not in _SHAPES:

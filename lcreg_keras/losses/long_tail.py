@@ -32,31 +32,17 @@ import keras
 import numpy as np
 from keras import ops
 
+from lcreg_keras.losses.label_aware_smoothing import validate_class_counts
+
 
 # ----------------------------------------------------------------------------
 # Class statistics (NumPy).
 
 
 def _validate_counts(class_counts):
-    try:
-        counts = np.asarray(class_counts, dtype="float64")
-    except (TypeError, ValueError):
-        raise ValueError(
-            "Argument `class_counts` must be a 1-D sequence of positive numbers. "
-            f"Received: class_counts={class_counts!r}"
-        ) from None
-    if counts.ndim != 1 or counts.size < 2:
-        raise ValueError(
-            "Argument `class_counts` must be a 1-D sequence of at least 2 class "
-            f"counts. Received shape {counts.shape}."
-        )
-    if not np.all(np.isfinite(counts)) or np.any(counts <= 0):
-        raise ValueError(
-            "Argument `class_counts` must hold finite positive numbers (training "
-            "examples per class; give a class without examples a count of 1). "
-            f"Received: {counts.tolist()}"
-        )
-    return counts
+    return validate_class_counts(
+        class_counts, min_classes=2, hint="; give a class without examples a count of 1"
+    )
 
 
 def _counts_config(counts):
@@ -190,9 +176,22 @@ def _constant(values):
 
 
 class _CountsLoss(keras.losses.Loss):
-    """Base of the losses that need the training class counts."""
+    """Base of the losses that need the training class counts.
 
-    def __init__(self, class_counts, reduction, name, dtype):
+    Subclasses list their own constructor arguments in `CONFIG` (saved by
+    `get_config` beside `class_counts`).
+
+    Call arguments (every subclass):
+        y_true: integer `(N,)` / `(N, 1)` labels or soft `(N, C)` labels.
+        y_pred: `(N, C)` logits.
+
+    Returns:
+        The reduced loss (per sample with `reduction=None`).
+    """
+
+    CONFIG = ()
+
+    def __init__(self, class_counts, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self._counts = _validate_counts(class_counts)
         self.class_counts = _counts_config(self._counts)
@@ -209,6 +208,7 @@ class _CountsLoss(keras.losses.Loss):
     def get_config(self):
         config = super().get_config()
         config["class_counts"] = list(self.class_counts)
+        config.update({key: getattr(self, key) for key in self.CONFIG})
         if self._dtype_arg is not None:
             config["dtype"] = keras.saving.serialize_keras_object(self._dtype_arg)
         return config
@@ -242,14 +242,10 @@ class LogitAdjustedCrossentropy(_CountsLoss):
     Args:
         class_counts: 1-D sequence of the C positive training counts.
         tau: the adjustment strength, >= 0 (`tau = 0` is plain cross-entropy).
-        reduction, name, dtype: as in `keras.losses.Loss`.
+        name, **kwargs: as in `keras.losses.Loss` (`reduction`, `dtype`).
 
-    Call arguments:
-        y_true: integer `(N,)` / `(N, 1)` labels or soft `(N, C)` labels.
-        y_pred: `(N, C)` logits.
-
-    Returns:
-        The reduced loss (per sample with `reduction=None`).
+    Call arguments, Returns: as every `_CountsLoss` (labels, logits; the
+    reduced loss).
 
     Example:
 
@@ -257,26 +253,22 @@ class LogitAdjustedCrossentropy(_CountsLoss):
     >>> value = loss(np.array([0, 2]), np.zeros((2, 3), "float32"))
     """
 
+    CONFIG = ('tau',)
+
     def __init__(
         self,
         class_counts,
         tau=1.0,
-        reduction="sum_over_batch_size",
         name="logit_adjusted_crossentropy",
-        dtype=None,
+        **kwargs,
     ):
-        super().__init__(class_counts, reduction, name, dtype)
+        super().__init__(class_counts, name=name, **kwargs)
         self.tau = _check_number("tau", tau, 0.0)
         self._offsets = self.tau * np.log(self._counts / self._counts.sum())
 
     def call(self, y_true, y_pred):
         targets, logits = self._targets(y_true, y_pred)
         return _soft_cross_entropy(targets, logits + _constant(self._offsets))
-
-    def get_config(self):
-        config = super().get_config()
-        config["tau"] = self.tau
-        return config
 
 
 @keras.saving.register_keras_serializable(package="lcreg_keras")
@@ -294,14 +286,10 @@ class BalancedSoftmaxCrossentropy(_CountsLoss):
 
     Args:
         class_counts: 1-D sequence of the C positive training counts.
-        reduction, name, dtype: as in `keras.losses.Loss`.
+        name, **kwargs: as in `keras.losses.Loss` (`reduction`, `dtype`).
 
-    Call arguments:
-        y_true: integer `(N,)` / `(N, 1)` labels or soft `(N, C)` labels.
-        y_pred: `(N, C)` logits.
-
-    Returns:
-        The reduced loss (per sample with `reduction=None`).
+    Call arguments, Returns: as every `_CountsLoss` (labels, logits; the
+    reduced loss).
 
     Example:
 
@@ -312,11 +300,10 @@ class BalancedSoftmaxCrossentropy(_CountsLoss):
     def __init__(
         self,
         class_counts,
-        reduction="sum_over_batch_size",
         name="balanced_softmax_crossentropy",
-        dtype=None,
+        **kwargs,
     ):
-        super().__init__(class_counts, reduction, name, dtype)
+        super().__init__(class_counts, name=name, **kwargs)
         self._offsets = np.log(self._counts)
 
     def call(self, y_true, y_pred):
@@ -344,14 +331,10 @@ class ClassBalancedCrossentropy(_CountsLoss):
         class_counts: 1-D sequence of the C positive training counts.
         beta: in `[0, 1)`; 0 is plain cross-entropy (Cui et al.: 0.9999 on
             CIFAR-LT).
-        reduction, name, dtype: as in `keras.losses.Loss`.
+        name, **kwargs: as in `keras.losses.Loss` (`reduction`, `dtype`).
 
-    Call arguments:
-        y_true: integer `(N,)` / `(N, 1)` labels or soft `(N, C)` labels.
-        y_pred: `(N, C)` logits.
-
-    Returns:
-        The reduced loss (per sample with `reduction=None`).
+    Call arguments, Returns: as every `_CountsLoss` (labels, logits; the
+    reduced loss).
 
     Example:
 
@@ -359,15 +342,16 @@ class ClassBalancedCrossentropy(_CountsLoss):
     >>> value = loss(np.array([0, 2]), np.zeros((2, 3), "float32"))
     """
 
+    CONFIG = ('beta',)
+
     def __init__(
         self,
         class_counts,
         beta=0.9999,
-        reduction="sum_over_batch_size",
         name="class_balanced_crossentropy",
-        dtype=None,
+        **kwargs,
     ):
-        super().__init__(class_counts, reduction, name, dtype)
+        super().__init__(class_counts, name=name, **kwargs)
         self.beta = _check_number("beta", beta, 0.0, 1.0, high_open=True)
         self._weights = effective_number_weights(self._counts, self.beta)
 
@@ -379,11 +363,6 @@ class ClassBalancedCrossentropy(_CountsLoss):
     def call(self, y_true, y_pred):
         targets, logits = self._targets(y_true, y_pred)
         return _soft_cross_entropy(targets, logits, _constant(self._weights))
-
-    def get_config(self):
-        config = super().get_config()
-        config["beta"] = self.beta
-        return config
 
 
 @keras.saving.register_keras_serializable(package="lcreg_keras")
@@ -411,14 +390,10 @@ class ClassBalancedFocalLoss(_CountsLoss):
         class_counts: 1-D sequence of the C positive training counts.
         beta: in `[0, 1)` (0: no re-weighting, the plain focal loss).
         gamma: the focusing parameter, >= 0 (0: sigmoid cross-entropy).
-        reduction, name, dtype: as in `keras.losses.Loss`.
+        name, **kwargs: as in `keras.losses.Loss` (`reduction`, `dtype`).
 
-    Call arguments:
-        y_true: integer `(N,)` / `(N, 1)` labels or soft `(N, C)` labels.
-        y_pred: `(N, C)` logits.
-
-    Returns:
-        The reduced loss (per sample with `reduction=None`).
+    Call arguments, Returns: as every `_CountsLoss` (labels, logits; the
+    reduced loss).
 
     Example:
 
@@ -426,16 +401,17 @@ class ClassBalancedFocalLoss(_CountsLoss):
     >>> value = loss(np.array([0, 2]), np.zeros((2, 3), "float32"))
     """
 
+    CONFIG = ('beta', 'gamma')
+
     def __init__(
         self,
         class_counts,
         beta=0.9999,
         gamma=1.0,
-        reduction="sum_over_batch_size",
         name="class_balanced_focal",
-        dtype=None,
+        **kwargs,
     ):
-        super().__init__(class_counts, reduction, name, dtype)
+        super().__init__(class_counts, name=name, **kwargs)
         self.beta = _check_number("beta", beta, 0.0, 1.0, high_open=True)
         self.gamma = _check_number("gamma", gamma, 0.0)
         self._weights = effective_number_weights(self._counts, self.beta)
@@ -454,11 +430,6 @@ class ClassBalancedFocalLoss(_CountsLoss):
             bce = ops.exp(-self.gamma * (targets * logits + softplus_neg)) * bce
         sample_weight = ops.sum(targets * _constant(self._weights), axis=-1)
         return sample_weight * ops.sum(bce, axis=-1)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"beta": self.beta, "gamma": self.gamma})
-        return config
 
 
 # ----------------------------------------------------------------------------
@@ -500,7 +471,7 @@ class LDAMLoss(_CountsLoss):
         drw_epoch: first (0-based) epoch with class-balanced weights, or
             None for no re-weighting (LDAM alone). Cao et al.: 160 of 200.
         drw_beta: `beta` of the DRW weights, in `[0, 1)` (theirs: 0.9999).
-        reduction, name, dtype: as in `keras.losses.Loss`.
+        name, **kwargs: as in `keras.losses.Loss` (`reduction`, `dtype`).
 
     Call arguments:
         y_true: integer `(N,)` / `(N, 1)` labels or soft `(N, C)` labels.
@@ -517,6 +488,8 @@ class LDAMLoss(_CountsLoss):
     True
     """
 
+    CONFIG = ('max_margin', 'scale', 'drw_epoch', 'drw_beta')
+
     def __init__(
         self,
         class_counts,
@@ -524,11 +497,10 @@ class LDAMLoss(_CountsLoss):
         scale=30.0,
         drw_epoch=None,
         drw_beta=0.9999,
-        reduction="sum_over_batch_size",
         name="ldam",
-        dtype=None,
+        **kwargs,
     ):
-        super().__init__(class_counts, reduction, name, dtype)
+        super().__init__(class_counts, name=name, **kwargs)
         self.max_margin = _check_number("max_margin", max_margin, 0.0, low_open=True)
         self.scale = _check_number("scale", scale, 0.0, low_open=True)
         if drw_epoch is not None and (
@@ -588,18 +560,6 @@ class LDAMLoss(_CountsLoss):
         # sum_i w_i l_i / sum_i w_i with w_i = sum_j w_j t_ij (1 before DRW).
         sample_weight = ops.sum(targets * weights, axis=-1)
         return per_sample / ops.maximum(ops.mean(sample_weight), 1e-12)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "max_margin": self.max_margin,
-                "scale": self.scale,
-                "drw_epoch": self.drw_epoch,
-                "drw_beta": self.drw_beta,
-            }
-        )
-        return config
 
 
 class DeferredReweighting(keras.callbacks.Callback):

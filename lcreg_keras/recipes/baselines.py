@@ -132,7 +132,7 @@ def stage_one_callbacks(config):
 def model_class(config):
     """`(class, extra kwargs)` of the stage-one model."""
     if config.loss == "ldam_drw":
-        from lcreg_keras.models.cosine_model import CosineLCRegModel
+        from lcreg_keras.lcreg.cosine_model import CosineLCRegModel
 
         return CosineLCRegModel, {"classifier_scale": config.ldam_s}
     from lcreg_keras.models import LCRegModel
@@ -168,9 +168,9 @@ def describe_stage_one(config):
 
 def stage_two_method(config, counts):
     """The `DecoupledStageTwo` of `--stage2` (not tau_norm / none) and a description."""
-    from lcreg_keras.decoupling import ClassifierRetraining
-    from lcreg_keras.decoupling import LearnableWeightScaling
-    from lcreg_keras.stage_two import DecoupledStageTwo
+    from lcreg_keras.training.decoupling import ClassifierRetraining
+    from lcreg_keras.training.decoupling import LearnableWeightScaling
+    from lcreg_keras.training.stage_two import DecoupledStageTwo
 
     lr = config.stage2_lr or config.lr
     common = dict(epochs=config.stage2_epochs, lr=lr, weight_decay=config.weight_decay,

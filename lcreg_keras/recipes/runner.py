@@ -308,8 +308,8 @@ def decay_steps(fractions, epochs, steps_per_epoch):
 
 def learning_rate(config, steps_per_epoch):
     """The stage-one schedule, in optimizer steps."""
-    from lcreg_keras.schedules import WarmupCosine
-    from lcreg_keras.schedules import WarmupStepDecay
+    from lcreg_keras.training.schedules import WarmupCosine
+    from lcreg_keras.training.schedules import WarmupStepDecay
 
     warmup = config.warmup_epochs * steps_per_epoch
     total = config.epochs * steps_per_epoch
@@ -370,10 +370,10 @@ def stage_callbacks(config, stage_dir, validate, data=None):
     import keras
 
     from lcreg_keras import resume
-    from lcreg_keras.callbacks import AtomicCheckpoint
-    from lcreg_keras.callbacks import HistoryCSV
-    from lcreg_keras.callbacks import KillPoints
-    from lcreg_keras.callbacks import LearningRateLogger
+    from lcreg_keras.training.callbacks import AtomicCheckpoint
+    from lcreg_keras.training.callbacks import HistoryCSV
+    from lcreg_keras.training.callbacks import KillPoints
+    from lcreg_keras.training.callbacks import LearningRateLogger
 
     backup_root = _BACKUP_ROOT.get(config.model_dir, config.model_dir)
     stage = os.path.basename(stage_dir)
@@ -392,7 +392,7 @@ def stage_callbacks(config, stage_dir, validate, data=None):
         keras.callbacks.TerminateOnNaN(),
     ]
     if config.latent:
-        from lcreg_keras.callbacks import LossShareMonitor
+        from lcreg_keras.training.callbacks import LossShareMonitor
 
         out.append(LossShareMonitor())
     images = _sample_images(data) if data is not None and config.latent else None
@@ -494,7 +494,7 @@ def _mark_finished(config, stage_dir, model, report):
 
 
 def _drop_backup(config, stage_dir):
-    from lcreg_keras.distribute import is_chief
+    from lcreg_keras.training.distribute import is_chief
 
     backup_root = _BACKUP_ROOT.get(config.model_dir, config.model_dir)
     backup = os.path.join(backup_root, os.path.basename(stage_dir), "backup")
@@ -794,7 +794,7 @@ def run(config, verbose=None, overwrite=False):
     """
     import keras
 
-    from lcreg_keras import distribute
+    from lcreg_keras.training import distribute
     from lcreg_keras import run_dir
     from lcreg_keras.recipes import validate
 
@@ -853,7 +853,7 @@ def _train_and_evaluate(config, data, verbose):
     """Both stages (those not finished earlier); returns each finished stage's report."""
     import keras
 
-    from lcreg_keras import distribute
+    from lcreg_keras.training import distribute
     from lcreg_keras import run_dir
     from lcreg_keras.recipes import baselines
 

@@ -71,7 +71,7 @@ def check_config(config):
     Returns:
         The config, unchanged.
     """
-    from lcreg_keras import distribute
+    from lcreg_keras.training import distribute
     from lcreg_keras.backbones import BACKBONES
     from lcreg_keras.data.image_files import strict_decoder_missing
     from lcreg_keras.evaluation import INDEX_PRESETS
@@ -97,7 +97,7 @@ def check_config(config):
     for name in ("alpha", "beta", "gamma", "isda_lambda0", "color_jitter"):
         _non_negative(config, name)
     _positive(config, "temperature")
-    from lcreg_keras.models.lcreg_model import LATENT_AUG_SAMPLES
+    from lcreg_keras.lcreg.model import LATENT_AUG_SAMPLES
 
     if config.latent_aug_samples not in LATENT_AUG_SAMPLES:
         raise _fail("latent_aug_samples", config.latent_aug_samples,

@@ -3,7 +3,7 @@
 import keras
 
 from lcreg_keras.layers.cosine_classifier import CosineClassifier
-from lcreg_keras.models.lcreg_model import LCRegModel
+from lcreg_keras.lcreg.model import LCRegModel
 
 
 @keras.saving.register_keras_serializable(package="lcreg_keras")
@@ -29,14 +29,14 @@ class CosineLCRegModel(LCRegModel):
     """
 
     def __init__(self, backbone, num_classes, classifier_scale=30.0, **kwargs):
-        super().__init__(backbone, num_classes, **kwargs)
-        # Swap the linear head LCRegModel made (unbuilt, without weights) for
-        # the cosine one, so the model tracks one classifier layer.
-        self._tracker.untrack(self.classifier)
-        self.classifier = CosineClassifier(
-            num_classes, cosine_scale=classifier_scale, name="classifier"
-        )
+        # Read by `_make_classifier`, which `LCRegModel.__init__` calls.
         self.classifier_scale = float(classifier_scale)
+        super().__init__(backbone, num_classes, **kwargs)
+
+    def _make_classifier(self):
+        return CosineClassifier(
+            self.num_classes, cosine_scale=self.classifier_scale, name="classifier"
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -330,7 +330,7 @@ def _prepared(name, devices=None):
                 raise
             raise RuntimeError(
                 "MultiWorkerMirroredStrategy must be created before TensorFlow "
-                "runs any op: call lcreg_keras.distribute.prepare('multi_worker') "
+                "runs any op: call lcreg_keras.training.distribute.prepare('multi_worker') "
                 "at the start of the program, before loading data."
             ) from e
     elif kind == "data_parallel":
@@ -446,3 +446,78 @@ def enable_determinism(seed=None):
         torch.backends.cudnn.benchmark = False
         done.append("torch deterministic algorithms")
     return done
+
+
+# ---------------------------------------------------------------------------
+# Workarounds inside `LCRegModel`'s Keras hooks, each for one Keras/TF issue.
+
+
+def first_replica_build_batch(model, iterator, data_batch):
+    """`(iterator, data_batch)` for `Model._maybe_symbolic_build` under a strategy.
+
+    Works around keras-team/keras#20585: on the TensorFlow backend under a
+    `tf.distribute` strategy Keras takes one batch to build the model and
+    merges its replicas with `strategy.reduce`, which
+    MultiWorkerMirroredStrategy cannot do on an `(x, y)` tuple. Only the
+    shapes matter: this takes the first replica's part instead (and returns
+    the arguments unchanged without a strategy). Uses Keras' private
+    `model._distribute_strategy` and the private `_maybe_symbolic_build`
+    hook it serves.
+    """
+    strategy = getattr(model, "_distribute_strategy", None)
+    if strategy is None or iterator is None or data_batch is not None:
+        return iterator, data_batch
+    import tensorflow as tf
+
+    for _, _, it in iterator:
+        data_batch = keras.tree.map_structure(
+            lambda v: strategy.experimental_local_results(v)[0]
+            if isinstance(v, tf.distribute.DistributedValues)
+            else v,
+            next(it),
+        )
+        break
+    return None, data_batch
+
+
+def reducible_step_logs(logs):
+    """The step's logs, as shape `(1,)` inside a multi-worker replica.
+
+    Works around keras-team/keras#20585: Keras merges a step's logs over
+    MultiWorkerMirroredStrategy's replicas with `reduce("MEAN", axis=0)`,
+    which fails on scalars; as shape `(1,)` they reduce to the scalar.
+    Elsewhere `logs` is returned unchanged.
+    """
+    if not _multi_worker_replica():
+        return logs
+    from keras import ops
+
+    return {k: ops.reshape(v, (1,)) for k, v in logs.items()}
+
+
+def _multi_worker_replica():
+    """True inside a replica of a multi-worker tf.distribute strategy.
+
+    Reads TF's private `extended._in_multi_worker_mode()` (no public
+    equivalent; a one-worker MultiWorkerMirroredStrategy is not in
+    multi-worker mode and needs no workaround).
+    """
+    if keras.config.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    return (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()
+        and not tf.distribute.in_cross_replica_context()
+    )
+
+
+def replicas_in_sync():
+    """R of the enclosing tf.distribute strategy (TensorFlow backend), else 1."""
+    if keras.config.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync

@@ -1,4 +1,8 @@
-"""Latent implicit semantic data augmentation (LCReg Sec. 3.3, Eq. 5-6).
+"""Latent implicit semantic data augmentation (LCReg Sec. 3.3, Eq. 6): the latent classes and L_aug.
+
+The covariance `Sigma'` of Eq. 5 (its estimator and explicit draws) is in
+`latent_covariance.py`; this module holds the latent classes (the samples,
+their logits and class weights) and the loss of Eq. 6.
 
 LCReg augments the latent category features `f'_m` along the directions of
 their class-conditional covariance (Eq. 5, `f'_m + delta`,
@@ -21,7 +25,7 @@ only `(y_true, y_pred)`, while Eq. 6 also needs the current class weights
 state of an online estimator). A wrapper would have to hold references to
 both and could not be serialised meaningfully, so it would be a
 pass-through around `latent_isda_loss`; call the function from the model's
-`compute_loss` / `train_step` instead.
+forward pass instead.
 """
 
 import numbers
@@ -206,3 +210,107 @@ def latent_isda_loss(logits, labels, class_weights, covariance, lam):
     log_probs = ops.log_softmax(augmented, axis=-1)
     picked = ops.take_along_axis(log_probs, ops.expand_dims(labels, -1), axis=-1)
     return -ops.mean(picked)
+
+
+def latent_class_logits(pool, encoded=None):
+    """`(M, M)` latent-class logits `E[:, :M]`; row m has target m (Sec. 3.1, Eq. 6).
+
+    The latent classes are the first M output channels of the latent pool's
+    projection `FC: D -> D`: latent `m`'s logits are `FC(f'_m)[:M]`, class
+    `j` has weights `W[:, j]` and bias `b[j]`.
+
+    Args:
+        pool: a built `LatentPool`.
+        encoded: `(M, D)` encoded latents `E` (`None`: `pool.encoded_latents()`).
+
+    Returns:
+        `(M, M)` logits.
+    """
+    encoded = pool.encoded_latents() if encoded is None else encoded
+    return encoded[:, : pool.num_latents]
+
+
+def latent_class_logits_of(pool, samples):
+    """`FC(v)[..., :M]` of `(..., D)` samples, e.g. the part features (Eq. 6, spec 3.b)."""
+    m = pool.num_latents
+    return ops.matmul(samples, pool.kernel[:, :m]) + pool.bias[:m]
+
+
+def latent_class_weights(pool):
+    """`(M, D)` weights of the M latent classes: row j is `W[:, j]` (Eq. 6)."""
+    return ops.transpose(pool.kernel[:, : pool.num_latents])
+
+
+def part_features(features, weights):
+    """The part features of reading 3.b: each latent's share of each image.
+
+    ```
+    g[i, m] = sum_ab S_hat[i, a, b, m] f[i, a, b] / sum_ab S_hat[i, a, b, m]
+    ```
+
+    one einsum over the positions: the `S_hat`-weighted mean of image `i`'s
+    features under latent `m` (spec Sec. 3.b). Sample `g[i, m]` has latent
+    class `m`, so every image gives every latent one sample. Computed in
+    float32 (mixed precision: spec Sec. 3); gradients reach `f` and `S_hat`.
+
+    Args:
+        features: `(B, H, W, D)` feature map `f`.
+        weights: `(B, H, W, M)` normalised similarity maps `S_hat` (Eq. 2).
+
+    Returns:
+        float32 `(B, M, D)` part features.
+
+    Example:
+
+    >>> f = np.ones((2, 3, 3, 4), "float32")
+    >>> w = np.full((2, 3, 3, 5), 0.2, "float32")
+    >>> part_features(f, w).shape
+    (2, 5, 4)
+    """
+    features = ops.cast(features, "float32")
+    weights = ops.cast(weights, "float32")
+    if len(features.shape) != 4 or len(weights.shape) != 4:
+        raise ValueError(
+            "`features` (B, H, W, D) and `weights` (B, H, W, M) must have rank 4. "
+            f"Received shapes: {tuple(features.shape)} and {tuple(weights.shape)}"
+        )
+    mass = ops.sum(weights, axis=(1, 2))  # (B, M)
+    parts = ops.einsum("bhwm,bhwd->bmd", weights, features)
+    return parts / ops.maximum(mass, 1e-12)[:, :, None]
+
+
+def latent_aug_loss(pool, covariance, samples, features, weights, encoded, lam, training):
+    """Eq. 5-6 on the M latent classes: `(L_aug, Sigma')`, updating `Sigma'` in training.
+
+    The samples (spec Sec. 3): `"latents"` (3.a) are the M latent vectors
+    `f'_m`, label `m`, logits `E[:, :M]`; `"parts"` (3.b) are the `(B, M, D)`
+    part features `g[i, m]` (`part_features`), label `m`, logits
+    `FC(g[i, m])[:M]`, `L_aug` the mean over all `B * M` samples. `Sigma'`
+    is `covariance`'s estimate after this step's samples (when `training`).
+
+    Args:
+        pool: the built `LatentPool` (latents, `FC`).
+        covariance: the `LatentCovariance` of the M latent classes.
+        samples: `"latents"` or `"parts"`.
+        features: float32 `(B, H, W, D)` feature map `f`.
+        weights: `(B, H, W, M)` normalised maps `S_hat` (Eq. 2).
+        encoded: `(M, D)` encoded latents `E = FC(f')`.
+        lam: the ISDA strength `lambda`.
+        training: update the covariance state.
+
+    Returns:
+        `(L_aug, Sigma')`: a float32 scalar and the `(M, D, D)` or `(M, D)`
+        covariance after the update.
+    """
+    m = pool.num_latents
+    if samples == "parts":
+        parts = part_features(features, weights)  # (B, M, D)
+        sigma = covariance(parts, None, training=training)
+        logits = ops.reshape(latent_class_logits_of(pool, parts), (-1, m))
+        labels = ops.tile(ops.arange(m, dtype="int32"), (ops.shape(parts)[0],))
+    else:
+        labels = ops.arange(m, dtype="int32")
+        sigma = covariance(pool.latents, labels, training=training)
+        logits = latent_class_logits(pool, encoded)
+    loss = latent_isda_loss(logits, labels, latent_class_weights(pool), sigma, lam)
+    return loss, sigma

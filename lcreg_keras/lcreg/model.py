@@ -6,15 +6,17 @@ import warnings
 import keras
 from keras import ops
 
+from lcreg_keras.data.labels import check_labels
 from lcreg_keras.layers.classifier import LCRegClassifier
-from lcreg_keras.layers.latent_covariance import LatentCovariance
-from lcreg_keras.layers.latent_covariance import covariance_noise
-from lcreg_keras.layers.latent_pool import LatentPool
-from lcreg_keras.layers.latent_pool import part_features
-from lcreg_keras.layers.latent_reconstruction import LatentReconstruction
+from lcreg_keras.lcreg.latent_covariance import LatentCovariance
+from lcreg_keras.lcreg.latent_covariance import covariance_noise
+from lcreg_keras.lcreg.latent_pool import LatentPool
+from lcreg_keras.lcreg.latent_isda import latent_aug_loss
+from lcreg_keras.lcreg.latent_reconstruction import LatentReconstruction
 from lcreg_keras.losses.classification import SoftmaxCrossentropy
-from lcreg_keras.losses.isda import latent_isda_loss
-from lcreg_keras.models.diagnostics import latent_usage
+from lcreg_keras.training import distribute
+from lcreg_keras.lcreg.latent_isda import latent_isda_loss
+from lcreg_keras.lcreg.diagnostics import latent_usage
 
 FUSIONS = ("residual", "replace", "none")
 # The samples of Eq. 5-6 (spec Sec. 3.a / 3.b).
@@ -64,7 +66,7 @@ class LCRegModel(keras.Model):
       0.03 after a few epochs: M vectors are trivially separable).
     - `"parts"` (3.b): per image `i` and latent `m` the part feature
       `g[i, m] = sum_ab S_hat[i,a,b,m] f[i,a,b] / sum_ab S_hat[i,a,b,m]`
-      (`part_features`, a `(B, M, D)` tensor), label `m`, logits
+      (`latent_isda.part_features`, a `(B, M, D)` tensor), label `m`, logits
       `FC(g[i, m])[:M]`; `Sigma'_m` is estimated from the B samples of latent
       `m` each step and `L_aug` is the mean over all `B * M` samples.
       Gradients reach `f`, `S_hat`, the latents and FC. At D = 2048 use
@@ -256,7 +258,7 @@ class LCRegModel(keras.Model):
                 num_latents, mode=covariance, name="latent_covariance"
             )
         self.pooling = keras.layers.GlobalAveragePooling2D(name="gap")
-        self.classifier = LCRegClassifier(num_classes, name="classifier")
+        self.classifier = self._make_classifier()
         self.mixup_seed = keras.random.SeedGenerator(seed, name="mixup_seed")
         if self.latent_aug_explicit:
             # Its own stream (not the mixup's); only built when used, so models
@@ -267,10 +269,23 @@ class LCRegModel(keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name) for name in TERMS}
         # Terms handed from `call` to `compute_loss` of the same step; one slot
         # per thread, since MirroredStrategy traces replicas in threads.
+        # Keras' own channel, `add_loss`, is not per replica there: a layer's
+        # `_losses` list is shared by the replica threads, which switch at
+        # every merge_call (our `only_first_replica` assigns in `call`), so a
+        # replica's `compute_loss` also sums the other replica's terms
+        # (measured with Keras 3.15 / TF 2.21 on 2 logical CPUs: one device
+        # 17.5, two replicas 22.75 for the same batch; no Keras 3 issue found,
+        # the TF 1 analogue is tensorflow/tensorflow#23056). On JAX,
+        # `add_loss` is the only way (besides `y_pred` and variables) for a
+        # value of `call` to reach `compute_loss`, and it carries losses only.
         self._handoff = threading.local()
         self._aux_in_eval = False
         self._pending_total_steps = None
         self._default_loss = SoftmaxCrossentropy()
+
+    def _make_classifier(self):
+        """The head on `GAP(fused)`: a linear `LCRegClassifier`; subclasses return another."""
+        return LCRegClassifier(self.num_classes, name="classifier")
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
@@ -336,8 +351,9 @@ class LCRegModel(keras.Model):
         if want_aug:
             lam = self.isda_lambda()
             terms["isda_lambda"] = lam
-            terms["loss_aug"], covariance = self._latent_aug_loss(
-                f32, weights, encoded, lam, train_aux
+            terms["loss_aug"], covariance = latent_aug_loss(
+                self.latent_pool, self.latent_covariance, self.latent_aug_samples,
+                f32, weights, encoded, lam, training=train_aux,
             )
             if self.latent_aug_explicit and train_aux:
                 recon_latents = self._explicit_latents(covariance, lam)
@@ -353,27 +369,6 @@ class LCRegModel(keras.Model):
         if want_recon:
             terms["loss_recon"] = recon["loss"]
         return fused, terms
-
-    def _latent_aug_loss(self, features, weights, encoded, lam, training):
-        """Eq. 5-6 on the M latent classes, updating their covariance.
-
-        Returns `(L_aug, Sigma')`, `Sigma'` after this step's update.
-        """
-        m = self.num_latents
-        pool = self.latent_pool
-        if self.latent_aug_samples == "parts":
-            parts = part_features(features, weights)  # (B, M, D)
-            covariance = self.latent_covariance(parts, None, training=training)
-            logits = ops.reshape(pool.latent_class_logits_of(parts), (-1, m))
-            labels = ops.tile(ops.arange(m, dtype="int32"), (ops.shape(parts)[0],))
-        else:
-            labels = ops.arange(m, dtype="int32")
-            covariance = self.latent_covariance(pool.latents, labels, training=training)
-            logits = pool.latent_class_logits(encoded)
-        loss = latent_isda_loss(
-            logits, labels, pool.latent_class_weights(), covariance, lam
-        )
-        return loss, covariance
 
     def _explicit_latents(self, covariance, lam):
         """`FC(f'_m + delta_m)`, `delta_m ~ N(0, lam Sigma'_m)` (spec Sec. 3.c)."""
@@ -431,7 +426,7 @@ class LCRegModel(keras.Model):
         # Under a tf.distribute strategy each of R replicas returns its share
         # of the loss and the gradients are summed: Keras' losses come divided
         # by R already, our own terms are divided here (1 elsewhere).
-        replicas = _replicas_in_sync()
+        replicas = distribute.replicas_in_sync()
         extra = []
         if getattr(self, "loss", None) is None:
             # Compiled without a loss: L_cls is softmax cross-entropy on
@@ -505,34 +500,52 @@ class LCRegModel(keras.Model):
 
     # --------------------------------------------------------- fit / evaluate
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # TensorFlow backend under a tf.distribute strategy: Keras takes one
-        # batch to build the model and merges its replicas with
-        # `strategy.reduce`, which MultiWorkerMirroredStrategy cannot do on an
-        # (x, y) tuple (keras-team/keras#20585). Only the shapes matter: take
-        # the first replica's part instead.
-        strategy = getattr(self, "_distribute_strategy", None)
-        if strategy is not None and iterator is not None and data_batch is None:
-            import tensorflow as tf
-
-            for _, _, it in iterator:
-                data_batch = keras.tree.map_structure(
-                    lambda v: strategy.experimental_local_results(v)[0]
-                    if isinstance(v, tf.distribute.DistributedValues)
-                    else v,
-                    next(it),
-                )
-                break
-            iterator = None
+        # A MultiWorkerMirroredStrategy workaround (keras-team/keras#20585):
+        # see `lcreg_keras.training.distribute.first_replica_build_batch`.
+        iterator, data_batch = distribute.first_replica_build_batch(self, iterator, data_batch)
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         logs = super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        if _multi_worker_replica():
-            # Keras merges the step's logs over MultiWorkerMirroredStrategy's
-            # replicas with `reduce("MEAN", axis=0)`, which fails on scalars
-            # (keras-team/keras#20585); as shape (1,) they reduce to the scalar.
-            logs = {k: ops.reshape(v, (1,)) for k, v in logs.items()}
-        return logs
+        # keras-team/keras#20585: see `distribute.reducible_step_logs`.
+        return distribute.reducible_step_logs(logs)
+
+    def compile(self, *args, weight_decay=None, mixup_alpha=None, classifier_lr_factor=None, **kwargs):
+        """`keras.Model.compile`, plus the training settings a later stage changes.
+
+        Stage two (`DecoupledStageTwo.apply`) re-compiles with its own values;
+        `None` keeps the current one (the constructor's at first).
+
+        Args:
+            *args, **kwargs: `keras.Model.compile` arguments.
+            weight_decay: coupled weight decay (see the constructor).
+            mixup_alpha: in-step mixup (see the constructor); set before
+                Keras resolves `jit_compile`, which depends on it.
+            classifier_lr_factor: the classifier's gradient scale (its
+                learning-rate factor, `LCRegClassifier.gradient_scale`).
+        """
+        for name, value in (("weight_decay", weight_decay), ("mixup_alpha", mixup_alpha)):
+            if value is not None and not value >= 0:
+                raise ValueError(f"`{name}` must be >= 0. Received: {name}={value}")
+        if classifier_lr_factor is not None and not classifier_lr_factor > 0:
+            raise ValueError(
+                f"`classifier_lr_factor` must be positive. Received: {classifier_lr_factor}"
+            )
+        if weight_decay is not None:
+            self.weight_decay = float(weight_decay)
+        if mixup_alpha is not None:
+            self.mixup_alpha = float(mixup_alpha)
+        if classifier_lr_factor is not None:
+            self.classifier.gradient_scale = float(classifier_lr_factor)
+        return super().compile(*args, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras skips restoring the compile state of a model whose `compile` is
+        # overridden, unless it overrides this too (keras/src/trainers/trainer.py).
+        # The settings `compile` adds are in `get_config` (and the classifier's).
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if hasattr(self, "optimizer") and self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, steps_per_epoch=None, **kwargs):
         self._check_labels(y)
@@ -568,18 +581,12 @@ class LCRegModel(keras.Model):
         return bool(self._pending_total_steps)
 
     def _check_labels(self, y, name="y"):
-        """Integer labels given as arrays must lie in [0, num_classes)."""
+        """Integer labels given as arrays must lie in [0, num_classes) (`data.labels.check_labels`)."""
         if y is None or not hasattr(y, "shape") or not hasattr(y, "dtype"):
             return
         y = ops.convert_to_numpy(y)
-        if y.dtype.kind in "iu" and y.size:
-            low, high = int(y.min()), int(y.max())
-            if low < 0 or high >= self.num_classes:
-                raise ValueError(
-                    f"`{name}` holds labels in [{low}, {high}] but the model has "
-                    f"num_classes={self.num_classes}: labels must lie in "
-                    f"[0, {self.num_classes})."
-                )
+        if y.dtype.kind in "iu":
+            check_labels(y.reshape(-1), self.num_classes, name=name)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_labels(y)
@@ -626,29 +633,6 @@ class LCRegModel(keras.Model):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
-
-
-def _multi_worker_replica():
-    """True inside a replica of a multi-worker tf.distribute strategy."""
-    if keras.config.backend() != "tensorflow":
-        return False
-    import tensorflow as tf
-
-    strategy = tf.distribute.get_strategy()
-    return (
-        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        and strategy.extended._in_multi_worker_mode()
-        and not tf.distribute.in_cross_replica_context()
-    )
-
-
-def _replicas_in_sync():
-    """R of the enclosing tf.distribute strategy (TensorFlow backend), else 1."""
-    if keras.config.backend() != "tensorflow":
-        return 1
-    import tensorflow as tf
-
-    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def _infer_steps(x, batch_size):

@@ -5,6 +5,8 @@ import math
 import keras
 from keras import ops
 
+from lcreg_keras.lcreg import latent_isda
+
 
 @keras.saving.register_keras_serializable(package="lcreg_keras")
 class LatentPool(keras.layers.Layer):
@@ -27,11 +29,10 @@ class LatentPool(keras.layers.Layer):
     `1/sqrt(D)`. With `similarity="cosine"` both `f` and `E` are L2-normalised
     along D and the product is multiplied by `cosine_scale`.
 
-    The same projection also defines the latent classes of Sec. 3.1 / Eq. 6:
-    the latent-class logits of latent `m` are the first M output channels of
-    `FC(f'_m)`, i.e. `E[:, :M]` with target `m`, and class `j` has weights
-    `W[:, j]` and bias `b[j]`. Hence `num_latents <= D`. See
-    `latent_class_logits()` and `latent_class_weights()`.
+    The same projection also defines the latent classes of Sec. 3.1 / Eq. 6
+    (the first M output channels of `FC`, hence `num_latents <= D`); those
+    live in `lcreg_keras.lcreg.latent_isda` (`latent_class_logits`,
+    `latent_class_weights`), which the methods of the same names call.
 
     Args:
         num_latents: int >= 2, the number M of latent categories.
@@ -144,18 +145,16 @@ class LatentPool(keras.layers.Layer):
         return self.encode(self.latents)
 
     def latent_class_logits(self, encoded=None):
-        """`(M, M)` latent-class logits `E[:, :M]`; row m has target m (Sec. 3.1)."""
-        encoded = self.encoded_latents() if encoded is None else encoded
-        return encoded[:, : self.num_latents]
+        """`(M, M)` latent-class logits `E[:, :M]` (Eq. 6; see `latent_isda.latent_class_logits`)."""
+        return latent_isda.latent_class_logits(self, encoded)
 
     def latent_class_logits_of(self, samples):
-        """`FC(v)[..., :M]` of `(..., D)` samples, e.g. the part features (Eq. 6)."""
-        m = self.num_latents
-        return ops.matmul(samples, self.kernel[:, :m]) + self.bias[:m]
+        """`FC(v)[..., :M]` of samples (Eq. 6; see `latent_isda.latent_class_logits_of`)."""
+        return latent_isda.latent_class_logits_of(self, samples)
 
     def latent_class_weights(self):
-        """`(M, D)` weights of the M latent classes: row j is `W[:, j]` (Eq. 6)."""
-        return ops.transpose(self.kernel[:, : self.num_latents])
+        """`(M, D)` latent-class weights (Eq. 6; see `latent_isda.latent_class_weights`)."""
+        return latent_isda.latent_class_weights(self)
 
     def similarity_logits(self, features, encoded):
         """`Z` of Eq. 1 for `features (B, H, W, D)` and encoded latents `(M, D)`."""
@@ -199,44 +198,6 @@ class LatentPool(keras.layers.Layer):
             }
         )
         return config
-
-
-def part_features(features, weights):
-    """The part features of reading 3.b: each latent's share of each image.
-
-    ```
-    g[i, m] = sum_ab S_hat[i, a, b, m] f[i, a, b] / sum_ab S_hat[i, a, b, m]
-    ```
-
-    one einsum over the positions: the `S_hat`-weighted mean of image `i`'s
-    features under latent `m` (spec Sec. 3.b). Sample `g[i, m]` has latent
-    class `m`, so every image gives every latent one sample. Computed in
-    float32 (mixed precision: spec Sec. 3); gradients reach `f` and `S_hat`.
-
-    Args:
-        features: `(B, H, W, D)` feature map `f`.
-        weights: `(B, H, W, M)` normalised similarity maps `S_hat` (Eq. 2).
-
-    Returns:
-        float32 `(B, M, D)` part features.
-
-    Example:
-
-    >>> f = np.ones((2, 3, 3, 4), "float32")
-    >>> w = np.full((2, 3, 3, 5), 0.2, "float32")
-    >>> part_features(f, w).shape
-    (2, 5, 4)
-    """
-    features = ops.cast(features, "float32")
-    weights = ops.cast(weights, "float32")
-    if len(features.shape) != 4 or len(weights.shape) != 4:
-        raise ValueError(
-            "`features` (B, H, W, D) and `weights` (B, H, W, M) must have rank 4. "
-            f"Received shapes: {tuple(features.shape)} and {tuple(weights.shape)}"
-        )
-    mass = ops.sum(weights, axis=(1, 2))  # (B, M)
-    parts = ops.einsum("bhwm,bhwd->bmd", weights, features)
-    return parts / ops.maximum(mass, 1e-12)[:, :, None]
 
 
 def _l2_normalize(x, epsilon=1e-6):

@@ -5,7 +5,7 @@ import numpy as np
 import keras
 
 from lcreg_keras.losses import LabelAwareSmoothing
-from lcreg_keras.schedules import WarmupCosine
+from lcreg_keras.training.schedules import WarmupCosine
 
 
 def frozen_sublayers(model):
@@ -83,10 +83,10 @@ class DecoupledStageTwo:
         logit_scaling: add the learnable per-class logit scaling.
         reinitialize_classifier: start the classifier afresh (kernel from its
             initializer, bias 0, scaling 1) before training, as cRT does
-            (Kang et al., 2020; `lcreg_keras.decoupling.ClassifierRetraining`).
+            (Kang et al., 2020; `lcreg_keras.training.decoupling.ClassifierRetraining`).
         train_classifier: train the classifier's kernel and bias; False keeps
             them bit-identical and trains only the logit scaling, as LWS does
-            (`lcreg_keras.decoupling.LearnableWeightScaling`).
+            (`lcreg_keras.training.decoupling.LearnableWeightScaling`).
 
     Example:
 
@@ -179,14 +179,14 @@ class DecoupledStageTwo:
             classifier.bias.trainable = False
         if self.logit_scaling:
             classifier.enable_logit_scaling()
-        model.classifier.gradient_scale = self.lr_factor
-        model.mixup_alpha = 0.0
-        model.weight_decay = self.weight_decay
         schedule = WarmupCosine(self.lr, total_steps=self.epochs * int(steps_per_epoch))
         model.compile(
             optimizer=keras.optimizers.SGD(schedule, momentum=self.momentum),
             loss=self.loss,
             metrics=metrics,
+            weight_decay=self.weight_decay,
+            mixup_alpha=0.0,
+            classifier_lr_factor=self.lr_factor,
         )
         return model
 
