@@ -18,9 +18,12 @@ if os.environ["KERAS_BACKEND"] == "jax":
     # tests and runs (the suite builds the same small shapes many times).
     import jax  # noqa: E402
 
+    # One cache folder per pytest-xdist worker: two processes never write
+    # the same entry at once.
+    _cache = os.environ.get("LCREG_JAX_CACHE", os.path.join("/tmp", "lcreg-jax-cache"))
     jax.config.update(
         "jax_compilation_cache_dir",
-        os.environ.get("LCREG_JAX_CACHE", os.path.join("/tmp", "lcreg-jax-cache")),
+        os.path.join(_cache, os.environ.get("PYTEST_XDIST_WORKER", "main")),
     )
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 

@@ -4,10 +4,15 @@ The Keras backend is chosen once per process, so this runs pytest three times:
 the whole suite on TensorFlow, then the tests marked `multibackend` (the core:
 layers, losses, estimator, model) on JAX and on PyTorch.
 
+Each pytest run spreads its test files over `--workers` processes
+(pytest-xdist, `--dist loadfile`: the tests of one file stay in one process, so
+module-scoped fixtures are built once). Most tests are small models whose time
+goes to Python and op dispatch, which one process cannot spread over cores.
+
 Usage:
   python tools/run_tests.py            # everything, as CI runs it
   python tools/run_tests.py --quick    # skip tests marked slow
-  python tools/run_tests.py -- -k isda # extra arguments go to pytest
+  python tools/run_tests.py --workers=1 -- -k isda  # extra arguments go to pytest
 """
 
 import argparse
@@ -28,6 +33,13 @@ def main():
     parser.add_argument(
         "--backends", default="tensorflow,jax,torch", help="comma-separated subset"
     )
+    parser.add_argument(
+        "--workers", type=int, default=min(2, os.cpu_count() or 1),
+        help="pytest processes per backend (pytest-xdist); 1 runs in this process's pytest",
+    )
+    parser.add_argument(
+        "--durations", type=int, default=15, help="print the N slowest tests of each backend"
+    )
     parser.add_argument("pytest_args", nargs="*", help="passed on to pytest")
     args = parser.parse_args()
     wanted = args.backends.split(",")
@@ -40,6 +52,10 @@ def main():
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
         if markers:
             cmd += ["-m", " and ".join(f"({m})" for m in markers)]
+        if args.workers > 1:
+            cmd += ["-n", str(args.workers), "--dist", "loadfile"]
+        if args.durations:
+            cmd += [f"--durations={args.durations}"]
         cmd += args.pytest_args
         env = dict(os.environ, KERAS_BACKEND=backend)
         print(f"\n=== KERAS_BACKEND={backend}: {' '.join(cmd[1:])}", flush=True)
