@@ -1,4 +1,4 @@
-"""Export for serving (lcreg_keras.export, tools/export.py) and safe-mode loading.
+"""Export for serving (lcreg_keras.serving.export, tools/export.py) and safe-mode loading.
 
 The SavedModel is a TensorFlow artifact: these tests run on the TensorFlow
 backend, and the JAX- and PyTorch-trained cases train in a child process on
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lcreg_keras import export
+from lcreg_keras.data import transforms
+from lcreg_keras.serving import export
 from tests.tiny_model import ROOT
 from tests.tiny_model import build_tiny_model
 from tests.tiny_model import fake_images
@@ -197,7 +198,7 @@ def test_export_tool_for_a_model_trained_on(backend, tmp_path):
 
 def test_export_serving_refuses_other_backends(tmp_path):
     code = (
-        "from lcreg_keras import export\n"
+        "from lcreg_keras.serving import export\n"
         "try:\n"
         "    export.export_serving(None, %r, {})\n"
         "except RuntimeError as e:\n"
@@ -222,7 +223,7 @@ def test_export_tool_usage_errors(tmp_path):
 def test_preprocess_matches_the_evaluation_pipeline():
     # The SavedModel must see what the test batches of list datasets showed
     # the model: resize the shorter side, centre crop, round, normalise.
-    pipeline = pytest.importorskip("lcreg_keras.data.image_pipeline")
+    pipeline = transforms
     prep = {"input_shape": [32, 32, 3], "mean": [0.5, 0.4, 0.3],
             "std": [0.25, 0.2, 0.3], "resize": 36}
     rng = np.random.default_rng(3)

@@ -512,23 +512,25 @@ def test_skip_bad_images_counts_them(tree, odd_files):
     bad = [files["truncated.jpg"], files["text.jpg"], files["missing.jpg"]]
     all_paths = paths + bad
     all_labels = np.concatenate([labels, [0, 1, 2]])
-    ds = data.image_train_dataset(all_paths, all_labels, 5, 8, skip_bad_images=True,
-                                  color_jitter=0.0, **SMALL)
-    assert data.skipped_images(ds) == 3
-    assert ip.image_check(ds).num_bad == 3
+    ds, state = data.image_train_dataset(all_paths, all_labels, 5, 8, skip_bad_images=True,
+                                         color_jitter=0.0, return_state=True, **SMALL)
+    assert data.skipped_images(state) == 3
+    assert ip.image_check(state).num_bad == 3
     assert len(list(ds)) == len(paths) // 8
     # Failing while reading (scan off): skipped, counted, epoch length kept.
-    ds = data.image_train_dataset(all_paths, all_labels, 5, 8, skip_bad_images=True,
-                                  check_files=False, color_jitter=0.0, **SMALL)
+    ds, state = data.image_train_dataset(all_paths, all_labels, 5, 8, skip_bad_images=True,
+                                         check_files=False, color_jitter=0.0, return_state=True,
+                                         **SMALL)
     batches = list(ds)
     assert len(batches) == len(all_paths) // 8 and all(int(y.shape[0]) == 8 for _, y in batches)
-    assert data.skipped_images(ds) == 3
+    assert data.skipped_images(state) == 3
     for x, y in batches:  # still no image with another's label
         for image, label in zip(_denormalise(x.numpy()), y.numpy()):
             _assert_colour(image, label)
     # Evaluation leaves out what the scan finds; the kept labels follow.
-    ev = data.image_eval_dataset(all_paths, all_labels, 16, skip_bad_images=True, **SMALL)
-    check = ip.image_check(ev)
+    ev, state = data.image_eval_dataset(all_paths, all_labels, 16, skip_bad_images=True,
+                                        return_state=True, **SMALL)
+    check = ip.image_check(state)
     ys = np.concatenate([y.numpy() for _, y in ev])
     np.testing.assert_array_equal(ys, all_labels[check.ok])
 
@@ -539,21 +541,22 @@ def test_skip_bad_images_while_reading_evaluation_and_training(tree, odd_files):
     paths, labels = tree["test"]
     bad_paths = paths[:3] + [files["truncated.jpg"]] + paths[3:] + [files["missing.jpg"]]
     bad_labels = np.concatenate([labels[:3], [4], labels[3:], [0]])
-    ev = data.image_eval_dataset(bad_paths, bad_labels, 4, skip_bad_images=True,
-                                 check_files=False, **SMALL)
+    ev, state = data.image_eval_dataset(bad_paths, bad_labels, 4, skip_bad_images=True,
+                                        check_files=False, return_state=True, **SMALL)
     for _ in range(2):  # each pass starts its record afresh
         ys = np.concatenate([y.numpy() for _, y in ev])
-        assert ip.read_failures(ev).tolist() == [3, len(bad_paths) - 1]
+        assert ip.read_failures(state).tolist() == [3, len(bad_paths) - 1]
         np.testing.assert_array_equal(ys, labels)
-        np.testing.assert_array_equal(ip.evaluated_labels(ev, bad_labels), labels)
+        np.testing.assert_array_equal(ip.evaluated_labels(state, bad_labels), labels)
     train_paths, train_labels = tree["train"]
     all_paths = train_paths + [files["truncated.jpg"]]
-    ds = data.image_train_dataset(all_paths, np.append(train_labels, 1), 5, 8,
-                                  skip_bad_images=True, check_files=False, **SMALL)
+    ds, state = data.image_train_dataset(all_paths, np.append(train_labels, 1), 5, 8,
+                                         skip_bad_images=True, check_files=False,
+                                         return_state=True, **SMALL)
     for _ in range(2):
         list(ds)
-    assert ip.read_failures(ds).tolist() == [len(train_paths)]  # once, over two epochs
-    assert data.skipped_images(ds) >= 2  # the event counter counts each failed read
+    assert ip.read_failures(state).tolist() == [len(train_paths)]  # once, over two epochs
+    assert data.skipped_images(state) >= 2  # the event counter counts each failed read
 
 
 def test_pipeline_bad_arguments(tree):
@@ -596,12 +599,12 @@ def test_image_pipeline_feeds_fit_on_current_backend(tree):
     assert np.all(np.isfinite(history.history["loss"]))
     assert model.predict(test, verbose=0).shape == (10, 5)
     # Stage two: class-aware batches with integer labels.
-    balanced = data.image_train_dataset(paths, labels, 5, 10, sampler="class_aware",
-                                        image_size=16)
+    balanced, state = data.image_train_dataset(paths, labels, 5, 10, sampler="class_aware",
+                                               image_size=16, return_state=True)
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(balanced, epochs=2, verbose=0, shuffle=False)
     assert len(history.history["loss"]) == 2
-    assert int(balanced._lcreg_epoch_counter.numpy()) >= 2
+    assert int(state.epoch.numpy()) >= 2
 
 
 # ---------------------------------------------------------------------------

@@ -1,12 +1,12 @@
-"""Keras metrics (lcreg_keras.metrics) against the NumPy functions, on every backend."""
+"""Keras metrics (lcreg_keras.evaluation.metrics) against the NumPy functions, on every backend."""
 
 import keras
 import numpy as np
 import pytest
 
 from lcreg_keras import evaluation as ev
-from lcreg_keras.metrics import ExpectedCalibrationError
-from lcreg_keras.metrics import SplitAccuracy
+from lcreg_keras.evaluation.metrics import ExpectedCalibrationError
+from lcreg_keras.evaluation.metrics import SplitAccuracy
 
 pytestmark = pytest.mark.multibackend
 

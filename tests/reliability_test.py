@@ -177,7 +177,7 @@ def test_decode_without_simplejpeg_refused_first(tmp_path, monkeypatch):
 def _hold_lock(folder):
     """A child process holding the lock of `folder`; returns it once it holds it."""
     code = (f"import sys, time; sys.path.insert(0, {ROOT!r})\n"
-            "from lcreg_keras.run_dir import RunLock\n"
+            "from lcreg_keras.serving.run_folder import RunLock\n"
             f"RunLock({str(folder)!r}).acquire(); print('held', flush=True); time.sleep(600)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
@@ -188,8 +188,8 @@ def test_second_run_refused_and_stale_lock_taken_over(tmp_path):
     import socket
 
     from lcreg_keras.recipes import runner
-    from lcreg_keras.run_dir import RunLock
-    from lcreg_keras.run_dir import RunLockedError
+    from lcreg_keras.serving.run_folder import RunLock
+    from lcreg_keras.serving.run_folder import RunLockedError
 
     config = _fashion_config(tmp_path)
     holder = _hold_lock(config.model_dir)
@@ -227,7 +227,7 @@ def _fake_progress(config):
 
 def test_rerun_with_other_config_or_stage_two_settings(tmp_path):
     from lcreg_keras.recipes import runner
-    from lcreg_keras.run_dir import RunMismatchError
+    from lcreg_keras.serving.run_folder import RunMismatchError
 
     config = _fashion_config(tmp_path)
     _fake_progress(config)
@@ -251,7 +251,7 @@ def test_rerun_with_other_config_or_stage_two_settings(tmp_path):
 def test_rerun_after_the_list_changed_is_refused_before_the_scan(tmp_path):
     from lcreg_keras.recipes import runner
     from lcreg_keras.recipes import imagenet_lt
-    from lcreg_keras.run_dir import RunMismatchError
+    from lcreg_keras.serving.run_folder import RunMismatchError
 
     root = tmp_path / "imagenet"
     rel, labels = fakes.fake_image_tree(str(root), [6, 3, 2], "train", "ImageNet_LT_train.txt")
