@@ -7,6 +7,11 @@ import struct
 import numpy as np
 
 from lcreg_keras.data import fashion_mnist as fm
+from lcreg_keras.data.normalization import IMAGENET_MEAN
+from lcreg_keras.data.normalization import IMAGENET_STD
+
+COUNTS = [12, 6, 3, 2, 1]  # a miniature long tail, 5 classes (the `tree` fixture)
+SMALL = dict(image_size=32)  # small crops for the image-file pipelines
 
 
 def write_idx(path, array, magic):
@@ -201,3 +206,13 @@ def damaged_jpegs(jpeg):
         "extraneous": jpeg[:-2] + bytes(range(1, 51)) + b"\xff\xd9",
         "cut_scan": jpeg[: (jpeg.index(b"\xff\xda") + len(jpeg)) // 2] + b"\xff\xd9",
     }
+
+
+def denormalise(x, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """Model inputs back to the [0, 255] pixel scale."""
+    return (np.asarray(x) * np.asarray(std) + np.asarray(mean)) * 255.0
+
+
+def assert_class_colour(image, label):
+    """A flat image of class `label` has the class colour (within JPEG error)."""
+    np.testing.assert_allclose(image.reshape(-1, 3).mean(0), class_colour(label), atol=3)
