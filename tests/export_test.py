@@ -39,7 +39,7 @@ def reference_probs(model, images, prep):
     """Probabilities of the Keras model on images preprocessed in NumPy.
 
     The resize is tf.image.resize (bilinear, antialiased) as in the SavedModel
-    and the evaluation pipeline of lcreg_keras.data.image_pipeline; rounding,
+    and the evaluation pipeline of lcreg_keras.data.pipelines; rounding,
     crop and normalisation are NumPy.
     """
     height, width, _ = prep["input_shape"]

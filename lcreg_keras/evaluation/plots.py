@@ -95,7 +95,7 @@ def latent_weights(model, images, preprocessing=None, batch_size=64):
             training), or raw uint8 images with `preprocessing`.
         preprocessing: optional dict of the run's `preprocessing.json`; when
             given, `images` are raw uint8 and are resized and normalised as
-            `lcreg_keras.export.preprocess` does.
+            `lcreg_keras.data.transforms.preprocess` does.
         batch_size: images per forward pass.
 
     Returns:
