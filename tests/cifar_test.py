@@ -14,19 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ---------------------------------------------------------------------------
-# CIFAR
-
-
-@pytest.fixture
-def cifar_offline(monkeypatch, tmp_path):
-    monkeypatch.setattr(cifar, "SEARCH_PATHS", lambda: [str(tmp_path / "keras-cache")])
-    monkeypatch.setattr(cifar, "ALLOW_DOWNLOAD", False)
-
-    def no_download(num_classes):
-        raise AssertionError("tests must never download")
-
-    monkeypatch.setattr(cifar, "_download", no_download)
-    return tmp_path / "keras-cache"
+# CIFAR (the `cifar_offline` fixture is in conftest.py)
 
 
 @pytest.mark.parametrize("num_classes", [10, 100])
