@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from lcreg_keras import data
-from lcreg_keras.data import cifar
 from tests import fakes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
