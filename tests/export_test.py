@@ -19,7 +19,7 @@ from lcreg_keras.data import transforms
 from lcreg_keras.serving import export
 from tests.tiny_model import ROOT
 from tests.tiny_model import build_tiny_model
-from tests.tiny_model import fake_images
+from tests.fakes import fake_images
 from tests.tiny_model import train_tiny_model
 from tests.tiny_model import train_tiny_model_subprocess
 

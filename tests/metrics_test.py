@@ -151,7 +151,7 @@ def test_metrics_in_compile_and_evaluate(rng):
 
 def test_metrics_with_lcreg_model(rng):
     from tests.tiny_model import build_tiny_model
-    from tests.tiny_model import fake_images
+    from tests.fakes import fake_images
 
     images, labels = fake_images(40)
     x = (images / 255.0 - 0.3).astype("float32")

@@ -22,7 +22,7 @@ from lcreg_keras.training.latent_images import LatentUsageImages
 from tests.fakes import fake_fashion_mnist
 from tests.tiny_model import ROOT
 from tests.tiny_model import build_tiny_model
-from tests.tiny_model import fake_images
+from tests.fakes import fake_images
 from tests.tiny_model import train_tiny_model
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
