@@ -17,36 +17,13 @@ import shutil
 import time
 
 import keras
-import numpy as np
 
 from lcreg_keras.evaluation.accuracy import format_report
 from lcreg_keras.evaluation.evaluate import posthoc
 from lcreg_keras.evaluation.evaluate import predict_test
 from lcreg_keras.evaluation.evaluate import split_report
+from lcreg_keras.recipes.run_guard import plain
 from lcreg_keras.serving import run_folder
-
-
-def plain(value):
-    """JSON-ready Python values (NumPy scalars and arrays become floats, ints, lists)."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def finished(stage_dir):
-    """Whether a stage is finished: its `done.json` (written last) exists."""
-    return os.path.exists(os.path.join(stage_dir, "done.json"))
-
-
-def validates(config, epochs):
-    """Whether a stage of `epochs` epochs validates during training (`--eval_every`)."""
-    return 0 < config.eval_every <= epochs
 
 
 def stage_report(config, data, model, stage=None):
@@ -123,9 +100,9 @@ def best_over_epochs(stage_dir, last_top1, epochs):
     }
 
 
-def with_best(config, result, stage_dir, epochs):
+def with_best(result, stage_dir, epochs, validated):
     """`result` plus the best-over-epochs report when the stage validated."""
-    if validates(config, epochs):
+    if validated:
         result.update(best_over_epochs(stage_dir, result["top1"], epochs))
     return result
 

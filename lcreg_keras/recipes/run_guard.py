@@ -4,7 +4,8 @@
 fingerprint, version) and refuses, or with `--overwrite` discards what the
 differences invalidate; it is also the run's `datasets.LoadHooks`, keeping
 the image scans in the manifest. `lock_note` says when a run took over the
-lock of a dead one.
+lock of a dead one. `finished` (a stage's `done.json` exists) and `plain`
+(JSON-ready values) are what the runner, the guard and the report share.
 """
 
 import dataclasses
@@ -12,12 +13,30 @@ import hashlib
 import os
 import shutil
 
+import numpy as np
+
 from lcreg_keras import __version__
 from lcreg_keras.data.image_files import ImageCheck
 from lcreg_keras.data.image_files import files_digest
-from lcreg_keras.recipes.report import finished
-from lcreg_keras.recipes.report import plain
 from lcreg_keras.serving import run_folder
+
+
+def plain(value):
+    """JSON-ready Python values (NumPy scalars and arrays become floats, ints, lists)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def finished(stage_dir):
+    """Whether a stage is finished: its `done.json` (written last) exists."""
+    return os.path.exists(os.path.join(stage_dir, "done.json"))
 
 
 def lock_note(holder):

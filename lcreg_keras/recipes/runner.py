@@ -89,7 +89,9 @@ from lcreg_keras.recipes import report
 from lcreg_keras.recipes import validate
 from lcreg_keras.recipes.report import best_over_epochs  # noqa: F401  (public name)
 from lcreg_keras.recipes.run_guard import RunGuard
+from lcreg_keras.recipes.run_guard import finished
 from lcreg_keras.recipes.run_guard import lock_note
+from lcreg_keras.recipes.run_guard import plain
 from lcreg_keras.schedules import WarmupCosine
 from lcreg_keras.schedules import WarmupStepDecay
 from lcreg_keras.serving import run_folder
@@ -327,7 +329,7 @@ def run(config, verbose=None, overwrite=False):
         guard.check_config()
         if config.mixed_precision:
             keras.config.set_dtype_policy(config.mixed_precision)
-        if report.finished(folders.stage("stage1")):
+        if finished(folders.stage("stage1")):
             _check_heldout(config, folders.stage("stage1"))
         keras.utils.set_random_seed(config.seed)
         data = datasets.load(config, hooks=guard)  # the guard checks the data first
@@ -353,18 +355,19 @@ def _train_and_evaluate(config, data, folders, verbose):
     with distribute.distribution_scope(config.distribution) as where:
         print(f"devices: {where}; {where.batch_note(config.batch_size, config.lr)}", flush=True)
         if config.stage in ("1", "both"):
-            if report.finished(stage_dirs["stage1"]):
+            if finished(stage_dirs["stage1"]):
                 print(f"stage 1: finished earlier, using {stage_dirs['stage1']}", flush=True)
             else:
                 model = train_stage_one(config, data, verbose, folders)
-                result = report.with_best(config, report.stage_report(config, data, model, "stage1"),
-                                          stage_dirs["stage1"], config.epochs)
+                result = report.with_best(report.stage_report(config, data, model, "stage1"),
+                                          stage_dirs["stage1"], config.epochs,
+                                          _validates(config, config.epochs))
                 result["heldout_fraction"] = baselines.heldout_fraction(config)
                 _mark_finished(stage_dirs["stage1"], model, result)
             _drop_backup(folders, "stage1")
             run_folder.kill_point("between_stages")
         if baselines.runs_stage_two(config):
-            if report.finished(stage_dirs["stage2"]):
+            if finished(stage_dirs["stage2"]):
                 print(f"stage 2: finished earlier, using {stage_dirs['stage2']}", flush=True)
             else:
                 # Always from the saved stage-one model (and a fresh seed), so
@@ -373,17 +376,23 @@ def _train_and_evaluate(config, data, folders, verbose):
                 model = keras.saving.load_model(os.path.join(stage_dirs["stage1"], "model.keras"))
                 info = {}
                 model = train_stage_two(config, data, model, verbose, info=info, folders=folders)
-                result = report.with_best(config, report.stage_report(config, data, model, "stage2"),
-                                          stage_dirs["stage2"], config.stage2_epochs)
+                result = report.with_best(report.stage_report(config, data, model, "stage2"),
+                                          stage_dirs["stage2"], config.stage2_epochs,
+                                          _validates(config, config.stage2_epochs))
                 if info:
-                    result[config.stage2] = json.loads(json.dumps(report.plain(info)))
+                    result[config.stage2] = json.loads(json.dumps(plain(info)))
                 _mark_finished(stage_dirs["stage2"], model, result)
             _drop_backup(folders, "stage2")
     results = {}
     for stage, folder in stage_dirs.items():
-        if report.finished(folder) and (stage == "stage1" or baselines.runs_stage_two(config)):
+        if finished(folder) and (stage == "stage1" or baselines.runs_stage_two(config)):
             results[stage] = run_folder.read_json(os.path.join(folder, "done.json"))
     return results
+
+
+def _validates(config, epochs):
+    """Whether a stage of `epochs` epochs validates during training (`--eval_every`)."""
+    return 0 < config.eval_every <= epochs
 
 
 def _mark_finished(stage_dir, model, result):
@@ -432,7 +441,7 @@ def train_stage_one(config, data, verbose=None, folders=None):
     baselines.prepare_model(config, model)
     print("stage 1: " + _describe_model(config, model, data), flush=True)
     print(f"stage 1: L_cls = {baselines.describe_stage_one(config)}", flush=True)
-    callbacks = stage_callbacks(config, stage_dir, report.validates(config, config.epochs), data,
+    callbacks = stage_callbacks(config, stage_dir, _validates(config, config.epochs), data,
                                 backup_dir=folders.backup("stage1"))
     model.fit(
         data.train,
@@ -469,7 +478,7 @@ def train_stage_two(config, data, model, verbose=None, info=None, folders=None):
         data.stage_two_train,
         data.stage_two_steps,
         metrics=[Top1Accuracy()],
-        callbacks=stage_callbacks(config, stage_dir, report.validates(config, config.stage2_epochs),
+        callbacks=stage_callbacks(config, stage_dir, _validates(config, config.stage2_epochs),
                                   data, backup_dir=folders.backup("stage2")),
         **_fit_kwargs(config, data, verbose, config.stage2_epochs),
     )
@@ -627,7 +636,7 @@ def stage_callbacks(config, stage_dir, validate, data=None, backup_dir=None):
 
 
 def _fit_kwargs(config, data, verbose, epochs):
-    validate = report.validates(config, epochs)
+    validate = _validates(config, epochs)
     if verbose is None:  # a bar on a terminal, one line an epoch in a log file
         verbose = 1 if sys.stdout.isatty() else 2
     kwargs = {"shuffle": False, "verbose": verbose}
