@@ -294,6 +294,7 @@ class RunFolders:
     scratch folder of its own (`distribute.worker_dir`) but restores from the
     chief's backups, so `backups` stays `model_dir`.
     """
+
     outputs: str
     backups: str
 

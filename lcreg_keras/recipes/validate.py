@@ -11,7 +11,7 @@ import os
 
 from lcreg_keras import distribute
 from lcreg_keras.backbones import BACKBONES
-from lcreg_keras.data.image_files import strict_decoder_missing
+from lcreg_keras.data import image_files
 from lcreg_keras.errors import UserError
 from lcreg_keras.evaluation import INDEX_PRESETS
 from lcreg_keras.models.lcreg_model import LATENT_AUG_SAMPLES
@@ -162,7 +162,7 @@ def check_config(config):
     if os.path.exists(config.model_dir) and not os.path.isdir(config.model_dir):
         raise _fail("model_dir", config.model_dir, "a folder, not a file")
     if datasets.check_mode(config.check_images) == "decode":
-        missing = strict_decoder_missing()
+        missing = image_files.strict_decoder_missing()
         if missing:
             raise UserError(missing)
     if config.stage == "2":
