@@ -2,8 +2,9 @@
 
 The training pipelines of `lcreg_keras.data` key every random choice (order,
 crops, flips, mixup) on `(seed, epoch, batch)`, where `epoch` is a counter
-the dataset object keeps (a CPU `tf.Variable`, incremented each time an
-iterator over it starts). Left alone, that counter is wrong in two cases:
+the pipeline keeps (a CPU `tf.Variable`, incremented each time an iterator
+over the dataset starts), handed to the caller in its `PipelineState`
+(`return_state=True`). Left alone, that counter is wrong in two cases:
 
 - after `keras.callbacks.BackupAndRestore` resumes a run at epoch `k`, the
   dataset is a new object whose counter starts at 0, so epoch `k` would
@@ -14,13 +15,13 @@ iterator over it starts). Left alone, that counter is wrong in two cases:
   moves the counter to 1: the first epoch would draw epoch 1's numbers, and
   a distributed run would see other batches than a one-device run.
 
-`DataEpochSync(dataset)` sets the counter to the epoch `fit` is about to
+`DataEpochSync(state)` sets the counter to the epoch `fit` is about to
 train, at the start of the first epoch of each `fit` call (after any resume,
 before `fit` starts its first iterator), so epoch `e` of a run always draws
 epoch `e`'s numbers: a resumed run sees the batches the uninterrupted run
 would have seen, and one, two or many replicas see the same global batches.
 
-`BackupAndRestore(backup_dir, dataset=...)` is Keras' callback plus that
+`BackupAndRestore(backup_dir, data_state=...)` is Keras' callback plus that
 synchronisation, atomic writes, and multi-worker awareness (the chief writes,
 every worker restores). With it, a run killed and started again ends with
 the same weights, bit for bit on CPU, as a run never interrupted
@@ -28,10 +29,11 @@ the same weights, bit for bit on CPU, as a run never interrupted
 
 Usage (the callbacks' place in the list does not matter):
 
+    train, state = small_image_train_dataset(..., return_state=True)
     model.fit(
-        data.train,
+        train,
         epochs=epochs,
-        callbacks=[BackupAndRestore(backup_dir, dataset=data.train)],
+        callbacks=[BackupAndRestore(backup_dir, data_state=state)],
     )
 """
 
@@ -42,22 +44,23 @@ import tempfile
 
 import keras
 
-from lcreg_keras import run_dir
+from lcreg_keras.data.pipelines import PipelineState
 from lcreg_keras.training.distribute import is_chief
+from lcreg_keras.serving import run_folder
 
 
-def epoch_counter(dataset):
-    """The epoch counter of an `lcreg_keras.data` training dataset, or None.
+def epoch_counter(state):
+    """The epoch counter of a training pipeline's `PipelineState`, or None.
 
-    Datasets derived from it (`dataset.map(...)`, distributed datasets) do not
-    carry the counter; pass the dataset the pipeline function returned.
+    Anything else (a `tf.data.Dataset`, an array, None) has no counter: the
+    pipelines hand their counter to the caller, never through the dataset.
     """
-    return getattr(dataset, "_lcreg_epoch_counter", None)
+    return state.epoch if isinstance(state, PipelineState) else None
 
 
-def set_data_epoch(dataset, epoch):
-    """Makes the next pass over `dataset` draw epoch `epoch`; False if it has no counter."""
-    counter = epoch_counter(dataset)
+def set_data_epoch(state, epoch):
+    """Makes the next pass of the pipeline draw epoch `epoch`; False if it has no counter."""
+    counter = epoch_counter(state)
     if counter is None:
         return False
     counter.assign(int(epoch))
@@ -74,17 +77,17 @@ class DataEpochSync(keras.callbacks.Callback):
     is left alone.
 
     Args:
-        dataset: the training dataset as returned by
-            `lcreg_keras.data.small_image_train_dataset` or the file-list
-            pipeline (not a `.map` of it), or a list / tuple of them (e.g.
-            stage one's and stage two's: setting the counter of a dataset
-            that this `fit` does not iterate is harmless, the next `fit`
-            sets it again).
+        data_state: the `PipelineState` of a training pipeline
+            (`small_image_train_dataset(..., return_state=True)` or the
+            file-list pipeline), or a list / tuple of them (e.g. stage
+            one's and stage two's: setting the counter of a pipeline that
+            this `fit` does not iterate is harmless, the next `fit` sets it
+            again).
     """
 
-    def __init__(self, dataset):
+    def __init__(self, data_state):
         super().__init__()
-        self.datasets = _as_list(dataset)
+        self.states = _as_list(data_state)
         self._pending = True
 
     def on_train_begin(self, logs=None):
@@ -92,26 +95,26 @@ class DataEpochSync(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._pending:
-            for dataset in self.datasets:
-                set_data_epoch(dataset, epoch)
+            for state in self.states:
+                set_data_epoch(state, epoch)
             self._pending = False
 
 
-def _as_list(dataset):
-    if dataset is None:
+def _as_list(state):
+    if state is None:
         return []
-    if isinstance(dataset, (list, tuple)):
-        return [d for d in dataset if d is not None]
-    return [dataset]
+    if isinstance(state, (list, tuple)):
+        return [s for s in state if s is not None]
+    return [state]
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """`keras.callbacks.BackupAndRestore` for resumable, reproducible runs.
 
-    What it adds to Keras' callback (same arguments, plus `dataset`):
+    What it adds to Keras' callback (same arguments, plus `data_state`):
 
-    - the data order: with `dataset` (an `lcreg_keras.data` training
-      pipeline) it also does what `DataEpochSync` does, so the resumed
+    - the data order: with `data_state` (the `PipelineState` of an
+      `lcreg_keras.data` training pipeline) it also does what `DataEpochSync` does, so the resumed
       epochs draw the batches the uninterrupted run would have drawn;
     - crash safety: each backup writes its weights to a new file named
       after the epoch, then renames a new metadata file (the epoch and that
@@ -132,15 +135,16 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
     Args:
         backup_dir: the folder of the backup (shared by all workers).
-        dataset: optional training dataset (or list of them, see
-            `DataEpochSync`) whose epoch counter follows the restored epoch.
+        data_state: optional `PipelineState` of the training pipeline (or a
+            list of them, see `DataEpochSync`) whose epoch counter follows
+            the restored epoch.
         **kwargs: `save_freq`, `double_checkpoint`, `delete_checkpoint` as in
             Keras.
     """
 
-    def __init__(self, backup_dir, dataset=None, **kwargs):
+    def __init__(self, backup_dir, data_state=None, **kwargs):
         super().__init__(backup_dir, **kwargs)
-        self._data_sync = DataEpochSync(dataset) if _as_list(dataset) else None
+        self._data_sync = DataEpochSync(data_state) if _as_list(data_state) else None
 
     def set_model(self, model):
         super().set_model(model)
@@ -234,5 +238,5 @@ def _write_atomic(path, content, kill_point=None):
         f.flush()
         os.fsync(f.fileno())
     if kill_point:
-        run_dir.kill_point(kill_point)
+        run_folder.kill_point(kill_point)
     os.replace(tmp, path)

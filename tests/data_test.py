@@ -9,8 +9,9 @@ import pytest
 from lcreg_keras import data
 from lcreg_keras.data import fashion_mnist as fm
 from lcreg_keras.data import long_tail
-from lcreg_keras.data import pipeline
+from lcreg_keras.data import pipelines as pipeline
 from tests.fakes import fake_fashion_mnist
+from tests.fakes import random_images
 from tests.fakes import write_idx
 
 # ---------------------------------------------------------------------------
@@ -263,12 +264,6 @@ def test_fashion_mnist_debian_files():
 # tf.data pipeline
 
 
-def _images(n=64, size=8, channels=3, seed=0):
-    rng = np.random.default_rng(seed)
-    shape = (n, size, size) + ((channels,) if channels else ())
-    return rng.integers(0, 256, shape, dtype=np.uint8), np.arange(n) % 10
-
-
 def _first(dataset):
     x, y = next(iter(dataset))
     return x.numpy(), y.numpy()
@@ -281,7 +276,7 @@ def test_channel_stats():
     mean, std = data.channel_stats(images)
     np.testing.assert_allclose(mean, [1.0, 0.5, 0.0], atol=1e-6)
     np.testing.assert_allclose(std, [0.0, 0.5, 0.0], atol=1e-6)
-    x, _ = _images(channels=0)
+    x, _ = random_images(channels=0)
     mean, std = data.channel_stats(x)
     assert mean.shape == (1,) and std.shape == (1,)
     np.testing.assert_allclose(mean, [x.mean() / 255], rtol=1e-5)
@@ -289,7 +284,7 @@ def test_channel_stats():
 
 
 def test_train_dataset_shapes_dtypes_and_normalisation():
-    x, y = _images(64, 8, 3)
+    x, y = random_images(64, 8, 3)
     mean, std = data.channel_stats(x)
     ds = data.small_image_train_dataset(x, y, 10, 16, mean, std, pad=0, flip=False)
     batches = [(a.numpy(), b.numpy()) for a, b in ds]
@@ -306,14 +301,14 @@ def test_train_dataset_shapes_dtypes_and_normalisation():
 
 
 def test_train_dataset_grayscale_gets_channel_axis():
-    x, y = _images(32, 28, channels=0)
+    x, y = random_images(32, 28, channels=0)
     ds = data.small_image_train_dataset(x, y, 10, 8, 0.5, 0.25)
     xb, yb = _first(ds)
     assert xb.shape == (8, 28, 28, 1) and yb.shape == (8,)
 
 
 def test_train_dataset_pixels_match_labels_without_augmentation():
-    x, _ = _images(40, 8, 3)
+    x, _ = random_images(40, 8, 3)
     y = np.arange(40) % 10
     # Encode the sample index in the image so a batch can be traced back.
     x[:, 0, 0, 0] = np.arange(40)
@@ -325,7 +320,7 @@ def test_train_dataset_pixels_match_labels_without_augmentation():
 
 
 def test_train_dataset_same_seed_same_batches_other_seed_differs():
-    x, y = _images(64, 8, 3)
+    x, y = random_images(64, 8, 3)
     make = lambda seed: data.small_image_train_dataset(  # noqa: E731
         x, y, 10, 16, 0.5, 0.25, seed=seed
     )
@@ -347,7 +342,7 @@ def test_train_dataset_same_seed_same_batches_other_seed_differs():
 def test_train_dataset_independent_of_global_seed():
     import tensorflow as tf
 
-    x, y = _images(32, 8, 3)
+    x, y = random_images(32, 8, 3)
     tf.random.set_seed(1)
     a = _first(data.small_image_train_dataset(x, y, 10, 8, 0.5, 0.25, seed=3))
     tf.random.set_seed(2)
@@ -402,7 +397,7 @@ def test_crop_is_a_shifted_window():
 
 
 def test_mixup_labels_soft_and_consistent():
-    x, y = _images(32, 8, 3)
+    x, y = random_images(32, 8, 3)
     ds = data.small_image_train_dataset(
         x, y, 10, 16, 0.0, 1.0, pad=0, flip=False, mixup_alpha=1.0, seed=5
     )
@@ -447,7 +442,7 @@ def test_mixup_batch_standalone():
 
 
 def test_drop_remainder_and_buffered_shuffle():
-    x, y = _images(50, 8, 3)
+    x, y = random_images(50, 8, 3)
     ds = data.small_image_train_dataset(x, y, 10, 16, 0.5, 0.25)
     assert [int(b[0].shape[0]) for b in ds] == [16, 16, 16]
     ds = data.small_image_train_dataset(
@@ -461,7 +456,7 @@ def test_drop_remainder_and_buffered_shuffle():
 
 
 def test_eval_dataset_keeps_every_sample_in_order():
-    x, y = _images(37, 8, channels=0)
+    x, y = random_images(37, 8, channels=0)
     mean, std = 0.5, 0.25
     ds = data.small_image_eval_dataset(x, y, 8, mean, std)
     batches = [(a.numpy(), b.numpy()) for a, b in ds]
@@ -474,7 +469,7 @@ def test_eval_dataset_keeps_every_sample_in_order():
 
 
 def test_train_dataset_bad_arguments():
-    x, y = _images(32, 8, 3)
+    x, y = random_images(32, 8, 3)
     for kwargs, name in [
         (dict(batch_size=0), "batch_size"),
         (dict(batch_size=64), "batch_size"),  # > N with drop_remainder
@@ -496,7 +491,7 @@ def test_train_dataset_bad_arguments():
 
 
 def test_train_dataset_needs_uint8():
-    x, y = _images(32, 8, 3)
+    x, y = random_images(32, 8, 3)
     with pytest.raises(ValueError, match="uint8"):
         data.small_image_train_dataset(x.astype(np.float32), y, 10, 8, 0.5, 0.25)
 
@@ -521,10 +516,10 @@ def test_reflect_padding():
 def test_pipeline_feeds_fit_on_current_backend():
     import keras
 
-    x, y = _images(48, 8, 3)
+    x, y = random_images(48, 8, 3)
     mean, std = data.channel_stats(x)
-    train = data.small_image_train_dataset(
-        x, y, 10, 16, mean, std, mixup_alpha=1.0, seed=0
+    train, state = data.small_image_train_dataset(
+        x, y, 10, 16, mean, std, mixup_alpha=1.0, seed=0, return_state=True
     )
     val = data.small_image_eval_dataset(x, y, 16, mean, std)
     model = keras.Sequential(
@@ -543,7 +538,7 @@ def test_pipeline_feeds_fit_on_current_backend():
     history = model.fit(train, epochs=2, verbose=0, shuffle=False)
     assert len(history.history["loss"]) == 2
     # Each epoch started a new pass, so each got its own order / augmentation.
-    assert int(train._lcreg_epoch_counter.numpy()) >= 2
+    assert int(state.epoch.numpy()) >= 2
     assert all(np.isfinite(history.history["loss"]))
     logits = model.predict(val, verbose=0)
     assert logits.shape == (48, 10)

@@ -321,7 +321,7 @@ def _train(name, devices=None, norm=None, init=None, epochs=EPOCHS, callbacks=()
     """Builds, compiles and fits the toy LCReg model under `distribution_scope(name)`."""
     import keras
 
-    from lcreg_keras.data.pipeline import small_image_train_dataset
+    from lcreg_keras.data.pipelines import small_image_train_dataset
     from lcreg_keras.training.distribute import distribution_scope
     from lcreg_keras.models import LCRegModel
     from lcreg_keras.resume import DataEpochSync
@@ -329,7 +329,8 @@ def _train(name, devices=None, norm=None, init=None, epochs=EPOCHS, callbacks=()
     keras.utils.set_random_seed(0)
     x, y = _toy_images()
     # Mixup in the pipeline (on the global batch), crops and flips, seeded.
-    data = small_image_train_dataset(x, y, 3, BATCH, 0.5, 0.25, mixup_alpha=1.0, seed=1)
+    data, state = small_image_train_dataset(x, y, 3, BATCH, 0.5, 0.25, mixup_alpha=1.0, seed=1,
+                                            return_state=True)
     recorder = _step_recorder()
     with distribution_scope(name, devices=devices) as where:
         model = LCRegModel(
@@ -342,7 +343,7 @@ def _train(name, devices=None, norm=None, init=None, epochs=EPOCHS, callbacks=()
             model.set_weights(init)
         history = model.fit(
             data, epochs=epochs, steps_per_epoch=STEPS, verbose=0, shuffle=False,
-            callbacks=[recorder, DataEpochSync(data), *callbacks],
+            callbacks=[recorder, DataEpochSync(state), *callbacks],
         )
     return {
         "model": model,

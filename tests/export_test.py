@@ -1,4 +1,4 @@
-"""Export for serving (lcreg_keras.export, tools/export.py) and safe-mode loading.
+"""Export for serving (lcreg_keras.serving.export, tools/export.py) and safe-mode loading.
 
 The SavedModel is a TensorFlow artifact: these tests run on the TensorFlow
 backend, and the JAX- and PyTorch-trained cases train in a child process on
@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lcreg_keras import export
+from lcreg_keras.data import transforms
+from lcreg_keras.serving import export
 from tests.tiny_model import ROOT
 from tests.tiny_model import build_tiny_model
-from tests.tiny_model import fake_images
+from tests.fakes import fake_images
 from tests.tiny_model import train_tiny_model
 from tests.tiny_model import train_tiny_model_subprocess
 
@@ -38,7 +39,7 @@ def reference_probs(model, images, prep):
     """Probabilities of the Keras model on images preprocessed in NumPy.
 
     The resize is tf.image.resize (bilinear, antialiased) as in the SavedModel
-    and the evaluation pipeline of lcreg_keras.data.image_pipeline; rounding,
+    and the evaluation pipeline of lcreg_keras.data.pipelines; rounding,
     crop and normalisation are NumPy.
     """
     height, width, _ = prep["input_shape"]
@@ -197,7 +198,7 @@ def test_export_tool_for_a_model_trained_on(backend, tmp_path):
 
 def test_export_serving_refuses_other_backends(tmp_path):
     code = (
-        "from lcreg_keras import export\n"
+        "from lcreg_keras.serving import export\n"
         "try:\n"
         "    export.export_serving(None, %r, {})\n"
         "except RuntimeError as e:\n"
@@ -222,7 +223,7 @@ def test_export_tool_usage_errors(tmp_path):
 def test_preprocess_matches_the_evaluation_pipeline():
     # The SavedModel must see what the test batches of list datasets showed
     # the model: resize the shorter side, centre crop, round, normalise.
-    pipeline = pytest.importorskip("lcreg_keras.data.image_pipeline")
+    pipeline = transforms
     prep = {"input_shape": [32, 32, 3], "mean": [0.5, 0.4, 0.3],
             "std": [0.25, 0.2, 0.3], "resize": 36}
     rng = np.random.default_rng(3)

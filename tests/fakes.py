@@ -1,4 +1,10 @@
-"""Small datasets the tests write to disk in the official formats."""
+"""The toy data of the tests: in memory, and written to disk in the official formats.
+
+In memory: `fake_images` (class c brightens band c: learnable, what the tiny
+model trains on), `random_images` (noise, for pipeline mechanics). On disk:
+Fashion-MNIST idx files, CIFAR archives, image trees with list files,
+iNaturalist JSON, damaged JPEGs.
+"""
 
 import gzip
 import os
@@ -7,6 +13,30 @@ import struct
 import numpy as np
 
 from lcreg_keras.data import fashion_mnist as fm
+from lcreg_keras.data.normalization import IMAGENET_MEAN
+from lcreg_keras.data.normalization import IMAGENET_STD
+
+COUNTS = [12, 6, 3, 2, 1]  # a miniature long tail, 5 classes (the `tree` fixture)
+SMALL = dict(image_size=32)  # small crops for the image-file pipelines
+
+
+def fake_images(n, seed=0, size=28, channels=1, num_classes=10):
+    """uint8 images whose class c brightens band c (labels cycle 0 .. num_classes - 1)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 128, (n, size, size, channels))
+    step = size / 14.0
+    for c in range(num_classes):
+        top = int(round((2 * c + 4) * step / 2))
+        x[np.arange(n) % num_classes == c, top : top + max(2, int(3 * step / 2)), :] += 127
+    return x.astype(np.uint8), (np.arange(n) % num_classes).astype(np.int64)
+
+
+def random_images(n=64, size=8, channels=3, seed=0):
+    """uint8 noise images `(n, size, size[, channels])` (`channels=0`: no channel
+    axis), labels cycling 0..9: data whose content does not matter."""
+    rng = np.random.default_rng(seed)
+    shape = (n, size, size) + ((channels,) if channels else ())
+    return rng.integers(0, 256, shape, dtype=np.uint8), np.arange(n) % 10
 
 
 def write_idx(path, array, magic):
@@ -201,3 +231,13 @@ def damaged_jpegs(jpeg):
         "extraneous": jpeg[:-2] + bytes(range(1, 51)) + b"\xff\xd9",
         "cut_scan": jpeg[: (jpeg.index(b"\xff\xda") + len(jpeg)) // 2] + b"\xff\xd9",
     }
+
+
+def denormalise(x, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """Model inputs back to the [0, 255] pixel scale."""
+    return (np.asarray(x) * np.asarray(std) + np.asarray(mean)) * 255.0
+
+
+def assert_class_colour(image, label):
+    """A flat image of class `label` has the class colour (within JPEG error)."""
+    np.testing.assert_allclose(image.reshape(-1, 3).mean(0), class_colour(label), atol=3)

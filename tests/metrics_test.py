@@ -1,12 +1,12 @@
-"""Keras metrics (lcreg_keras.metrics) against the NumPy functions, on every backend."""
+"""Keras metrics (lcreg_keras.evaluation.metrics) against the NumPy functions, on every backend."""
 
 import keras
 import numpy as np
 import pytest
 
 from lcreg_keras import evaluation as ev
-from lcreg_keras.metrics import ExpectedCalibrationError
-from lcreg_keras.metrics import SplitAccuracy
+from lcreg_keras.evaluation.metrics import ExpectedCalibrationError
+from lcreg_keras.evaluation.metrics import SplitAccuracy
 
 pytestmark = pytest.mark.multibackend
 
@@ -151,7 +151,7 @@ def test_metrics_in_compile_and_evaluate(rng):
 
 def test_metrics_with_lcreg_model(rng):
     from tests.tiny_model import build_tiny_model
-    from tests.tiny_model import fake_images
+    from tests.fakes import fake_images
 
     images, labels = fake_images(40)
     x = (images / 255.0 - 0.3).astype("float32")

@@ -56,11 +56,11 @@ ROWS = (
      "errors): an error naming list file, line and reason, or skipped with "
      "`--skip_bad_images`; the result is cached in `run.json`",
      "damaged JPEG data (Corrupt JPEG data: 49 extraneous bytes before marker 0xd9)",
-     "tests/image_data_test.py"),
+     "tests/image_files_test.py"),
     ("damaged_jpeg_header_scan", "the same file with the default header scan "
      "(`--check_images=true`)", "passes the scan; TensorFlow decodes it with grey blocks and a "
      "libjpeg warning that names no file (use `decode` to find such files)",
-     "Corrupt JPEG data: 49 extraneous bytes before marker 0xd9", "tests/image_data_test.py"),
+     "Corrupt JPEG data: 49 extraneous bytes before marker 0xd9", "tests/image_files_test.py"),
     ("no_simplejpeg", "`--check_images=decode` without simplejpeg installed",
      "refuses before any data is read, saying how to install it", "pip install 'simplejpeg>=1.7'",
      "tests/reliability_test.py"),
@@ -78,11 +78,11 @@ ROWS = (
      "tests/reliability_test.py"),
     ("label_typo", "a label such as `1_0`, `+3` or `٣` (Python's `int` takes them)",
      "an error naming file and line", "is not a non-negative integer written with the digits 0-9",
-     "tests/image_data_test.py"),
+     "tests/image_lists_test.py"),
     ("not_utf8", "a list file in Latin-1", "an error naming file and line, UTF-8 expected",
-     "not UTF-8 text", "tests/image_data_test.py"),
+     "not UTF-8 text", "tests/image_lists_test.py"),
     ("bom", "a list file starting with a UTF-8 byte-order mark", "the mark is dropped", "",
-     "tests/image_data_test.py"),
+     "tests/image_lists_test.py"),
     ("bad_flag", "`--epochs=0`, `--imbalance_factor=-5`, an unknown `--fusion`, ...",
      "refuses before any data is read or file written",
      "--epochs=0 is not valid: expected an integer >= 1", "tests/reliability_test.py"),
@@ -90,12 +90,12 @@ ROWS = (
      "is not a folder (no such path)", "tests/reliability_test.py"),
     ("data_dir_without_data", "`--data_dir` that lacks the dataset",
      "an error saying what is missing; no fallback to another copy",
-     "(missing train-images-idx3-ubyte.gz", "tests/image_data_test.py"),
+     "(missing train-images-idx3-ubyte.gz", "tests/datasets_test.py"),
     ("user_error", "any user error (flags, data, model_dir)",
      "the message and the fix on stderr, exit status 2, no traceback (`--verbose=1` or `2` "
      "shows it)", "error: ", "tests/reliability_test.py"),
     ("exif", "a photo with an EXIF orientation", "ignored: the image is used as stored, as "
-     "torchvision's Pillow loader and MiSLAS do", "", "lcreg_keras/data/image_pipeline.py"),
+     "torchvision's Pillow loader and MiSLAS do", "", "lcreg_keras/data/transforms.py"),
 )
 
 
@@ -177,7 +177,7 @@ def test_decode_without_simplejpeg_refused_first(tmp_path, monkeypatch):
 def _hold_lock(folder):
     """A child process holding the lock of `folder`; returns it once it holds it."""
     code = (f"import sys, time; sys.path.insert(0, {ROOT!r})\n"
-            "from lcreg_keras.run_dir import RunLock\n"
+            "from lcreg_keras.serving.run_folder import RunLock\n"
             f"RunLock({str(folder)!r}).acquire(); print('held', flush=True); time.sleep(600)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
@@ -188,8 +188,8 @@ def test_second_run_refused_and_stale_lock_taken_over(tmp_path):
     import socket
 
     from lcreg_keras.recipes import runner
-    from lcreg_keras.run_dir import RunLock
-    from lcreg_keras.run_dir import RunLockedError
+    from lcreg_keras.serving.run_folder import RunLock
+    from lcreg_keras.serving.run_folder import RunLockedError
 
     config = _fashion_config(tmp_path)
     holder = _hold_lock(config.model_dir)
@@ -227,7 +227,7 @@ def _fake_progress(config):
 
 def test_rerun_with_other_config_or_stage_two_settings(tmp_path):
     from lcreg_keras.recipes import runner
-    from lcreg_keras.run_dir import RunMismatchError
+    from lcreg_keras.serving.run_folder import RunMismatchError
 
     config = _fashion_config(tmp_path)
     _fake_progress(config)
@@ -251,7 +251,7 @@ def test_rerun_with_other_config_or_stage_two_settings(tmp_path):
 def test_rerun_after_the_list_changed_is_refused_before_the_scan(tmp_path):
     from lcreg_keras.recipes import runner
     from lcreg_keras.recipes import imagenet_lt
-    from lcreg_keras.run_dir import RunMismatchError
+    from lcreg_keras.serving.run_folder import RunMismatchError
 
     root = tmp_path / "imagenet"
     rel, labels = fakes.fake_image_tree(str(root), [6, 3, 2], "train", "ImageNet_LT_train.txt")

@@ -2,7 +2,7 @@
 
 A real `python -m lcreg_keras.recipes.fashion_mnist_lt` subprocess (both
 stages, a tiny generated Fashion-MNIST) is SIGKILLed at named points through
-the test-only hook `LCREG_KILL_AT` (`lcreg_keras.run_dir.kill_point`):
+the test-only hook `LCREG_KILL_AT` (`lcreg_keras.serving.run_folder.kill_point`):
 during stage one, while the backup / done.json / metrics.json is written,
 between the stages, during stage two and during the final evaluation (JAX:
 during stage one and during stage two). After each kill the same command runs again (the next

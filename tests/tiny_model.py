@@ -13,21 +13,12 @@ import sys
 
 import numpy as np
 
+from tests.fakes import fake_images  # noqa: F401  (the tiny model's data; public here too)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 NUM_LATENTS = 8
-
-
-def fake_images(n, seed=0, size=28, channels=1):
-    """uint8 images whose class c brightens band c (labels cycle 0..9)."""
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, 128, (n, size, size, channels))
-    step = size / 14.0
-    for c in range(NUM_CLASSES):
-        top = int(round((2 * c + 4) * step / 2))
-        x[np.arange(n) % NUM_CLASSES == c, top : top + max(2, int(3 * step / 2)), :] += 127
-    return x.astype(np.uint8), (np.arange(n) % NUM_CLASSES).astype(np.int64)
 
 
 def build_tiny_model(input_shape=INPUT_SHAPE, num_classes=NUM_CLASSES, num_latents=NUM_LATENTS):

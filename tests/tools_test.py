@@ -1,4 +1,4 @@
-"""The evaluation and latent-map tools, and lcreg_keras.visualize.
+"""The evaluation and latent-map tools, the pictures (lcreg_keras.evaluation.plots) and LatentUsageImages.
 
 The command-line tools run in child processes on a tiny trained model and
 fake Fashion-MNIST files; the pictures' functions run in this process (the
@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 
 from lcreg_keras import evaluation as ev
-from lcreg_keras import visualize
+from lcreg_keras.evaluation import plots
+from lcreg_keras.training.latent_images import LatentUsageImages
 from tests.fakes import fake_fashion_mnist
 from tests.tiny_model import ROOT
 from tests.tiny_model import build_tiny_model
-from tests.tiny_model import fake_images
+from tests.fakes import fake_images
 from tests.tiny_model import train_tiny_model
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -62,7 +63,7 @@ tf_only = pytest.mark.skipif(
 
 
 # ---------------------------------------------------------------------------
-# tools/evaluate.py and python -m lcreg_keras.evaluate
+# tools/evaluate.py and python -m lcreg_keras.recipes.evaluate
 # ---------------------------------------------------------------------------
 
 
@@ -116,7 +117,7 @@ def test_evaluate_tool_writes_everything(workspace, tmp_path):
 def test_evaluate_module_with_max_test_examples(workspace, tmp_path):
     out = tmp_path / "eval"
     run_tool([
-        "-m", "lcreg_keras.evaluate", f"--model={workspace / 'run' / 'last.keras'}",
+        "-m", "lcreg_keras.recipes.evaluate", f"--model={workspace / 'run' / 'last.keras'}",
         "--recipe=fashion_mnist_lt", f"--data_dir={workspace / 'fashion'}", "--smoke",
         "--max_test_examples=120", f"--out={out}", "--verbose=0",
     ])
@@ -125,9 +126,9 @@ def test_evaluate_module_with_max_test_examples(workspace, tmp_path):
 
 @tf_only
 def test_evaluate_model_in_process(workspace, tmp_path):
-    from lcreg_keras.evaluate import evaluate_model
-    from lcreg_keras.evaluate import load_model
-    from lcreg_keras.evaluate import summary
+    from lcreg_keras.evaluation.evaluate import evaluate_model
+    from lcreg_keras.evaluation.evaluate import summary
+    from lcreg_keras.serving.trained_run import load_model
 
     model = load_model(str(workspace / "run" / "last.keras"))
     images, labels = fake_images(60)
@@ -155,8 +156,8 @@ def test_evaluate_model_in_process(workspace, tmp_path):
 
 @tf_only
 def test_evaluate_errors(tmp_path):
-    from lcreg_keras.evaluate import load_model
-    from lcreg_keras.evaluate import load_recipe_config
+    from lcreg_keras.recipes.evaluate import load_recipe_config
+    from lcreg_keras.serving.trained_run import load_model
 
     with pytest.raises(FileNotFoundError, match="missing.keras"):
         load_model(str(tmp_path / "missing.keras"))
@@ -205,7 +206,7 @@ def test_pick_examples_spans_head_to_tail():
 
 
 # ---------------------------------------------------------------------------
-# lcreg_keras.visualize (latent pictures on every backend)
+# lcreg_keras.evaluation.plots and LatentUsageImages (latent pictures on every backend)
 # ---------------------------------------------------------------------------
 
 
@@ -220,7 +221,7 @@ def tiny_model():
 def test_latent_weights_shapes_and_values(tiny_model):
     images, _ = fake_images(5)
     x = (images / 255.0 - 0.3).astype("float32")
-    hist, maps = visualize.latent_weights(tiny_model, x, batch_size=2)
+    hist, maps = plots.latent_weights(tiny_model, x, batch_size=2)
     assert hist.shape == (5, 8) and maps.shape == (5, 7, 7, 8)
     np.testing.assert_allclose(maps.sum(-1), 1.0, atol=1e-5)  # softmax over M (Eq. 2)
     np.testing.assert_allclose(hist.sum(-1), 1.0, atol=1e-5)
@@ -235,7 +236,7 @@ def test_latent_weights_shapes_and_values(tiny_model):
     np.testing.assert_allclose(maps, s_hat, atol=1e-5)
     # Raw uint8 images with a preprocessing dict give the same.
     prep = {"input_shape": [28, 28, 1], "mean": [0.3], "std": [1.0], "resize": None}
-    hist_raw, _ = visualize.latent_weights(tiny_model, images, preprocessing=prep)
+    hist_raw, _ = plots.latent_weights(tiny_model, images, preprocessing=prep)
     np.testing.assert_allclose(hist_raw, hist, atol=1e-5)
 
 
@@ -243,21 +244,21 @@ def test_latent_weights_shapes_and_values(tiny_model):
 def test_latent_pictures(tiny_model, tmp_path):
     images, _ = fake_images(3)
     x = (images / 255.0 - 0.3).astype("float32")
-    hist, maps = visualize.latent_weights(tiny_model, x)
+    hist, maps = plots.latent_weights(tiny_model, x)
     path = tmp_path / "maps.png"
-    fig = visualize.plot_latent_histograms(images, hist, maps, top_k=2, path=path,
+    fig = plots.plot_latent_histograms(images, hist, maps, top_k=2, path=path,
                                            titles=["a", "b", "c"])
     assert len(fig.axes) == 3 * (2 + 2)
     png_size(path)
-    picture = visualize.latent_usage_image(tiny_model, x)
+    picture = plots.latent_usage_image(tiny_model, x)
     assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[-1] == 3
     assert picture.shape[0] > 100 and picture.std() > 10  # not blank
     with pytest.raises(ValueError, match="top_k"):
-        visualize.plot_latent_histograms(images, hist, maps, top_k=9)
+        plots.plot_latent_histograms(images, hist, maps, top_k=9)
     with pytest.raises(ValueError, match="match"):
-        visualize.plot_latent_histograms(images[:2], hist, maps)
+        plots.plot_latent_histograms(images[:2], hist, maps)
     with pytest.raises(ValueError, match="preprocessing"):
-        visualize.latent_weights(tiny_model, images)
+        plots.latent_weights(tiny_model, images)
 
 
 @pytest.mark.multibackend
@@ -269,7 +270,7 @@ def test_latent_weights_needs_the_latent_pool():
                        latent=False)
     model.build((None, 28, 28, 1))
     with pytest.raises(ValueError, match="latent pool"):
-        visualize.latent_weights(model, np.zeros((1, 28, 28, 1), "float32"))
+        plots.latent_weights(model, np.zeros((1, 28, 28, 1), "float32"))
 
 
 @pytest.mark.multibackend
@@ -280,7 +281,7 @@ def test_latent_usage_images_callback_writes_tensorboard(tiny_model, tmp_path):
     x = (images / 255.0 - 0.3).astype("float32")
     tiny_model.compile(optimizer=keras.optimizers.SGD(0.01))
     log_dir = tmp_path / "latents"
-    callback = visualize.LatentUsageImages(x[:6], str(log_dir), every=1)
+    callback = LatentUsageImages(x[:6], str(log_dir), every=1)
     tiny_model.fit(x, labels, batch_size=16, epochs=2, verbose=0, callbacks=[callback])
     files = [f for f in os.listdir(log_dir) if f.startswith("events.out.tfevents")]
     assert files
@@ -295,7 +296,7 @@ def test_latent_usage_images_callback_writes_tensorboard(tiny_model, tmp_path):
                     assert int(tensor[0]) > 100 and tensor[2][:8] == PNG_SIGNATURE
     assert sorted(steps) == [0, 1]
     with pytest.raises(ValueError, match="every"):
-        visualize.LatentUsageImages(x, str(log_dir), every=0)
+        LatentUsageImages(x, str(log_dir), every=0)
 
 
 # ---------------------------------------------------------------------------
@@ -308,12 +309,12 @@ def test_evaluation_plots(tmp_path, rng):
     labels = np.repeat(np.arange(10), 10)
     logits = rng.normal(size=(100, 10)) + 2.5 * np.eye(10)[labels]
     report = ev.evaluation_report(labels, logits, counts, rule="cifar10")
-    fig = visualize.plot_reliability(report["reliability"], tmp_path / "r.png", ece=report["ece"])
+    fig = plots.plot_reliability(report["reliability"], tmp_path / "r.png", ece=report["ece"])
     assert f"{100 * report['ece']:.2f} %" in fig.axes[0].get_title()
     png_size(tmp_path / "r.png")
-    fig = visualize.plot_accuracy_by_frequency(report, tmp_path / "a.png")
+    fig = plots.plot_accuracy_by_frequency(report, tmp_path / "a.png")
     assert fig.axes[0].get_xscale() == "log"
     png_size(tmp_path / "a.png")
     # Straight from reliability_bins too (NaN for empty bins).
-    visualize.plot_reliability(ev.reliability_bins(labels, logits), tmp_path / "r2.png")
+    plots.plot_reliability(ev.reliability_bins(labels, logits), tmp_path / "r2.png")
     png_size(tmp_path / "r2.png")

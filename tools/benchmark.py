@@ -286,7 +286,7 @@ def run_pipeline(args):
     import tensorflow as tf
     from PIL import Image
 
-    from lcreg_keras.data.image_pipeline import image_train_dataset
+    from lcreg_keras.data.pipelines import image_train_dataset
 
     folder = tempfile.mkdtemp(prefix="lcreg-bench-")
     rng = np.random.default_rng(0)

@@ -4,7 +4,7 @@
         [--data_dir=...] [--out=runs/x/eval] [--smoke] [--max_test_examples=N]
 
 Writes report.json, per_class.csv, reliability.png and
-accuracy_by_frequency.png; see `lcreg_keras/evaluate.py` for what each holds.
+accuracy_by_frequency.png; see `lcreg_keras/recipes/evaluate.py` for what each holds.
 """
 
 import os
@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lcreg_keras.evaluate import main  # noqa: E402
+from lcreg_keras.recipes.evaluate import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

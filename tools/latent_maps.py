@@ -9,7 +9,7 @@ to the least frequent training class, and draws for each the image, its
 histogram of latent weights (mean S_hat over positions, Eq. 2) with the top-k
 latents highlighted, and where in the image those latents are.
 `--usage_out` also writes the images x latents usage picture that
-`lcreg_keras.visualize.LatentUsageImages` logs to TensorBoard. The recipe and
+`lcreg_keras.training.latent_images.LatentUsageImages` logs to TensorBoard. The recipe and
 data flags are the recipe's (pass those the model was trained with).
 """
 
@@ -18,15 +18,22 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+from lcreg_keras.evaluation import plots  # noqa: E402
+from lcreg_keras.evaluation.evaluate import class_names_of  # noqa: E402
+from lcreg_keras.recipes import datasets  # noqa: E402
+from lcreg_keras.recipes import runner  # noqa: E402
+from lcreg_keras.recipes.evaluate import load_recipe_config  # noqa: E402
+from lcreg_keras.serving.trained_run import load_model  # noqa: E402
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-    from lcreg_keras.recipes import runner
-
     runner.define_flags()
     for kind, name, default, text in (
         ("string", "model", None, "The .keras file."),
@@ -42,8 +49,6 @@ def define_flags():
 
 def pick_examples(data, num_images):
     """Indices of test examples of distinct classes, head to tail by count."""
-    import numpy as np
-
     labels = np.asarray(data.test_labels)
     ranked = [int(c) for c in np.argsort(-np.asarray(data.train_counts), kind="stable")
               if np.any(labels == c)]
@@ -59,8 +64,6 @@ def pick_examples(data, num_images):
 
 def test_inputs(data, indices):
     """The model inputs of the chosen test examples (from the test batches)."""
-    import numpy as np
-
     wanted = sorted(indices)
     found = {}
     offset = 0
@@ -77,16 +80,6 @@ def test_inputs(data, indices):
 
 
 def run():
-    import keras
-    import numpy as np
-
-    from lcreg_keras import visualize
-    from lcreg_keras.evaluate import class_names_of
-    from lcreg_keras.evaluate import load_model
-    from lcreg_keras.evaluate import load_recipe_config
-    from lcreg_keras.recipes import datasets
-    from lcreg_keras.recipes import runner
-
     if not FLAGS.model or not FLAGS.recipe:
         raise app.UsageError("--model and --recipe are required.")
     config = runner.apply_flags(load_recipe_config(FLAGS.recipe))
@@ -98,7 +91,7 @@ def run():
     mean = np.asarray(data.preprocessing.get("mean", [0.0]), np.float32)
     std = np.asarray(data.preprocessing.get("std", [1.0]), np.float32)
     shown = np.clip((x * std + mean) * 255.0, 0, 255).round().astype(np.uint8)
-    hist, maps = visualize.latent_weights(model, x)
+    hist, maps = plots.latent_weights(model, x)
     preds = np.argmax(keras.ops.convert_to_numpy(model.predict(x, verbose=0)), axis=-1)
     names = class_names_of(data) or [str(c) for c in range(data.num_classes)]
     titles = []
@@ -107,12 +100,12 @@ def run():
         titles.append(
             f"{names[label]} (n={int(data.train_counts[label])})\npredicted: {names[pred]}"
         )
-    visualize.plot_latent_histograms(shown, hist, maps, top_k=FLAGS.top_k, path=FLAGS.out,
+    plots.plot_latent_histograms(shown, hist, maps, top_k=FLAGS.top_k, path=FLAGS.out,
                                      titles=titles)
     print(f"wrote {FLAGS.out}: {len(indices)} images, M={hist.shape[1]} latents, "
           f"maps {maps.shape[1]}x{maps.shape[2]}", flush=True)
     if FLAGS.usage_out:
-        fig = visualize.latent_usage_figure(hist, maps)
+        fig = plots.latent_usage_figure(hist, maps)
         fig.savefig(FLAGS.usage_out, dpi=100, bbox_inches="tight")
         print(f"wrote {FLAGS.usage_out}", flush=True)
 

@@ -1,4 +1,13 @@
-"""Data: long-tailed subsets, dataset loaders, tf.data pipelines, samplers."""
+"""Data: sources, long-tailed subsets, samplers, image transforms, tf.data pipelines.
+
+- sources: `fashion_mnist`, `cifar` (arrays), `image_lists` (list files),
+  `image_files` (the header scan of image files, `keep_readable`);
+- `long_tail` (the CIFAR-LT rule), `balanced` (the class-aware sampler and
+  the stage-two epoch), `heldout` (a held-out split);
+- `transforms`: the one copy of each image op (training, evaluation, export);
+- `pipelines`: the dataset builders (arrays and image files) and their
+  `PipelineState`.
+"""
 
 from lcreg_keras.data.balanced import SAMPLES_PER_CLASS
 from lcreg_keras.data.balanced import StageTwoEpoch
@@ -21,16 +30,18 @@ from lcreg_keras.data.normalization import INATURALIST_STD
 from lcreg_keras.data.image_files import ImageCheck
 from lcreg_keras.data.image_files import UnreadableImagesError
 from lcreg_keras.data.image_files import check_images
-from lcreg_keras.data.image_pipeline import image_eval_dataset
-from lcreg_keras.data.image_pipeline import image_train_dataset
-from lcreg_keras.data.image_pipeline import skipped_images
+from lcreg_keras.data.image_files import keep_readable
 from lcreg_keras.data.long_tail import class_counts
 from lcreg_keras.data.long_tail import long_tailed_counts
 from lcreg_keras.data.long_tail import long_tailed_subset
-from lcreg_keras.data.pipeline import channel_stats
-from lcreg_keras.data.pipeline import mixup_batch
-from lcreg_keras.data.pipeline import small_image_eval_dataset
-from lcreg_keras.data.pipeline import small_image_train_dataset
+from lcreg_keras.data.pipelines import PipelineState
+from lcreg_keras.data.pipelines import channel_stats
+from lcreg_keras.data.pipelines import image_eval_dataset
+from lcreg_keras.data.pipelines import image_train_dataset
+from lcreg_keras.data.pipelines import mixup_batch
+from lcreg_keras.data.pipelines import skipped_images
+from lcreg_keras.data.pipelines import small_image_eval_dataset
+from lcreg_keras.data.pipelines import small_image_train_dataset
 
 __all__ = [
     "CIFAR_MEAN",
@@ -41,6 +52,7 @@ __all__ = [
     "INATURALIST_MEAN",
     "INATURALIST_STD",
     "ImageCheck",
+    "PipelineState",
     "SAMPLES_PER_CLASS",
     "StageTwoEpoch",
     "UnreadableImagesError",
@@ -51,6 +63,7 @@ __all__ = [
     "default_epoch_size",
     "image_eval_dataset",
     "image_train_dataset",
+    "keep_readable",
     "load_cifar",
     "load_fashion_mnist",
     "long_tailed_counts",

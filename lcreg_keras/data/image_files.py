@@ -25,7 +25,7 @@ import numpy as np
 
 from lcreg_keras.errors import UserError
 
-_JPEG_MAGIC = b"\xff\xd8\xff"
+JPEG_MAGIC = _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _GIF_MAGICS = (b"GIF87a", b"GIF89a")
 _BMP_MAGIC = b"BM"
@@ -33,7 +33,7 @@ _BMP_MAGIC = b"BM"
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _TAIL_BYTES = 4096
 
-_READ_ERROR = "Could not read or decode the image file"
+READ_ERROR = _READ_ERROR = "Could not read or decode the image file"
 
 
 # ----------------------------------------------------------------------------
@@ -196,14 +196,23 @@ class ImageCheck:
         mask[[index for index, _, _ in self.bad]] = False
         return mask
 
-    def describe(self, limit=20):
-        """A message listing the first `limit` bad files and the count."""
+    def describe(self, limit=20, split=None, locate=None):
+        """A message listing the first `limit` bad files and the count.
+
+        Args:
+            limit: how many bad files to name.
+            split: optional split name (`"train"`), said in the count line.
+            locate: optional `index -> str` placing a file (e.g. its list
+                file and line); each named file is then `"where: path"`.
+        """
         if not self.bad:
             return f"All {self.num_files:,} image files look readable."
+        what = f"{split} image files" if split else "image files"
         lines = [
-            f"{self.num_bad:,} of {self.num_files:,} image files cannot be read:"
+            f"{self.num_bad:,} of {self.num_files:,} {what} cannot be read:"
         ]
-        lines += [f"  {path}: {reason}" for _, path, reason in self.bad[:limit]]
+        lines += [f"  {locate(index) + ': ' if locate else ''}{path}: {reason}"
+                  for index, path, reason in self.bad[:limit]]
         if self.num_bad > limit:
             lines.append(f"  ... and {self.num_bad - limit:,} more")
         return "\n".join(lines)
@@ -215,6 +224,52 @@ class UnreadableImagesError(UserError):
     def __init__(self, message, check):
         super().__init__(message)
         self.check = check
+
+
+def keep_readable(check, paths, *columns, skip_bad_images=False, split=None, locate=None,
+                  fix="Fix or remove them, or pass skip_bad_images=True (--skip_bad_images) "
+                      "to leave them out."):
+    """What is left of a file list after a scan: the readable files, or an error.
+
+    The one place where a scan's bad files are refused or dropped (the
+    pipelines' own scan and the recipes' scan both come here).
+
+    Args:
+        check: the `ImageCheck` of `paths`.
+        paths: the scanned file paths.
+        *columns: arrays with one entry per path (labels, list lines), kept
+            alongside.
+        skip_bad_images: drop the bad files instead of raising.
+        split: optional split name for the messages.
+        locate: optional `index -> str` for the messages (`ImageCheck.describe`).
+        fix: the sentence telling the user what to do, after the listing.
+
+    Returns:
+        `(paths, *columns)` of the readable files (unchanged without bad ones).
+
+    Raises:
+        UnreadableImagesError: bad files without `skip_bad_images`, or no
+            readable file left.
+
+    Example:
+        >>> keep_readable(ImageCheck(2, [(1, "b.jpg", "empty file")]),
+        ...               ["a.jpg", "b.jpg"], np.array([3, 4]), skip_bad_images=True)
+        (['a.jpg'], array([3]))
+    """
+    if not check.num_bad:
+        return (list(paths), *columns)
+    listing = check.describe(split=split, locate=locate)
+    if not skip_bad_images:
+        where = f"The {split} list names" if split else "There are"
+        raise UnreadableImagesError(f"{where} unreadable image files.\n{listing}\n{fix}", check)
+    keep = check.ok
+    paths = [p for p, k in zip(paths, keep) if k]
+    columns = tuple(np.asarray(c)[keep] for c in columns)
+    if not paths:
+        what = f"{split} image" if split else "image"
+        raise UnreadableImagesError(
+            f"No readable {what} is left (all {check.num_files:,} are bad).\n{listing}", check)
+    return (paths, *columns)
 
 
 STRICT_DECODER_HINT = (

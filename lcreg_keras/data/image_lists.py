@@ -25,7 +25,7 @@ leading `/` of a listed path is dropped before joining (otherwise
 `os.path.join` would throw the root away).
 
 Every parsing error names the file and, for text lists, the line number.
-Nothing here reads the images; `lcreg_keras.data.image_pipeline.check_images`
+Nothing here reads the images; `lcreg_keras.data.image_files.check_images`
 checks them.
 """
 

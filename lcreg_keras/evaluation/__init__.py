@@ -5,10 +5,16 @@
   `format_report`;
 - `calibration`: `expected_calibration_error` (15 right-closed bins, as
   MiSLAS), `reliability_bins`, `negative_log_likelihood`, `softmax`;
-- `report`: `evaluation_report`, all of it per class too, JSON-ready.
+- `report`: `evaluation_report`, all of it per class too, JSON-ready;
+- `metrics`: Keras-metric versions for `compile` (`ExpectedCalibrationError`,
+  `SplitAccuracy`);
+- `evaluate`: the one evaluation of a model on a test set (`predict_test`,
+  `split_report`, `evaluate_model`), used by the runner and the tool;
+- `plots`: the paper's Fig. 4 (latent categories per image) and the
+  evaluation plots.
 
-Everything is importable from here; `lcreg_keras.metrics` has Keras-metric
-versions for `compile`.
+The NumPy functions are importable from here; `metrics`, `evaluate` and
+`plots` (Keras, matplotlib) are imported by name.
 """
 
 from lcreg_keras.evaluation.accuracy import INDEX_PRESETS

@@ -22,7 +22,15 @@ LCReg's latent categories:
 
 import math
 
+import numpy as np
+
+from lcreg_keras.training.decoupling import ClassifierRetraining
+from lcreg_keras.training.decoupling import LearnableWeightScaling
 from lcreg_keras.errors import UserError
+from lcreg_keras.losses import long_tail
+from lcreg_keras.lcreg.model import LCRegModel
+from lcreg_keras.lcreg.cosine_model import CosineLCRegModel
+from lcreg_keras.training.stage_two import DecoupledStageTwo
 
 LOSSES = ("ce", "logit_adjusted", "balanced_softmax", "ldam_drw", "cb_softmax", "cb_focal")
 STAGE2 = ("mislas", "crt", "lws", "tau_norm", "none")
@@ -94,15 +102,11 @@ def runs_stage_two(config):
 
 def prior_counts(counts):
     """Training counts for priors / margins / weights: a class without examples counts 1."""
-    import numpy as np
-
     return np.maximum(np.asarray(counts, np.int64), 1).tolist()
 
 
 def stage_one_loss(config, counts):
     """The compiled `L_cls` of stage one, or None for the model's default cross-entropy."""
-    from lcreg_keras.losses import long_tail
-
     counts = prior_counts(counts)
     if config.loss == "ce":
         return None
@@ -123,28 +127,20 @@ def stage_one_loss(config, counts):
 def stage_one_callbacks(config):
     """Callbacks the stage-one loss needs (DRW's switch)."""
     if config.loss == "ldam_drw":
-        from lcreg_keras.losses.long_tail import DeferredReweighting
-
-        return [DeferredReweighting()]
+        return [long_tail.DeferredReweighting()]
     return []
 
 
 def model_class(config):
     """`(class, extra kwargs)` of the stage-one model."""
     if config.loss == "ldam_drw":
-        from lcreg_keras.lcreg.cosine_model import CosineLCRegModel
-
         return CosineLCRegModel, {"classifier_scale": config.ldam_s}
-    from lcreg_keras.models import LCRegModel
-
     return LCRegModel, {}
 
 
 def prepare_model(config, model):
     """Loss-specific initialisation of a built stage-one model."""
     if config.loss == "cb_focal":
-        import numpy as np
-
         # Cui et al.: bias b = -log((1 - pi) / pi), pi = 0.1, for the sigmoid losses.
         bias = model.classifier.bias
         bias.assign(np.full(bias.shape, -math.log(9.0), "float32"))
@@ -168,10 +164,6 @@ def describe_stage_one(config):
 
 def stage_two_method(config, counts):
     """The `DecoupledStageTwo` of `--stage2` (not tau_norm / none) and a description."""
-    from lcreg_keras.training.decoupling import ClassifierRetraining
-    from lcreg_keras.training.decoupling import LearnableWeightScaling
-    from lcreg_keras.training.stage_two import DecoupledStageTwo
-
     lr = config.stage2_lr or config.lr
     common = dict(epochs=config.stage2_epochs, lr=lr, weight_decay=config.weight_decay,
                   momentum=config.momentum)

@@ -27,11 +27,29 @@ caps) is drawn with `config.subset_seed`, not the run's `seed`: as in MiSLAS
 """
 
 import dataclasses
+import hashlib
 import os
 import time
 from typing import Any, Optional, Sequence
 
 import numpy as np
+
+from lcreg_keras.data import cifar
+from lcreg_keras.data import image_lists
+from lcreg_keras.data import normalization
+from lcreg_keras.data import pipelines
+from lcreg_keras.data.balanced import stage_two_epoch
+from lcreg_keras.data.fashion_mnist import CLASS_NAMES as FASHION_MNIST_CLASSES
+from lcreg_keras.data.fashion_mnist import load_fashion_mnist
+from lcreg_keras.data.heldout import heldout_split
+from lcreg_keras.data.image_files import check_images
+from lcreg_keras.data.image_files import keep_readable
+from lcreg_keras.data.long_tail import class_counts
+from lcreg_keras.data.long_tail import long_tailed_counts
+from lcreg_keras.data.long_tail import long_tailed_subset
+from lcreg_keras.errors import UserError
+from lcreg_keras.recipes import baselines
+from lcreg_keras.serving.run_folder import file_sha256
 
 
 @dataclasses.dataclass
@@ -76,6 +94,9 @@ class Data:
             per-class counts, or a hash of the arrays), for the run manifest.
         locations: per split, `(list_path, line_numbers)` of the kept
             entries (list datasets), for messages naming a file's line.
+        states: the pipelines' `PipelineState`s, by name (`"train"`,
+            `"stage_two"`, `"test"`, `"heldout"`): the epoch counters
+            (`lcreg_keras.resume`) and the files that failed while reading.
     """
 
     name: str
@@ -97,6 +118,11 @@ class Data:
     images: dict = dataclasses.field(default_factory=dict)
     fingerprint: dict = dataclasses.field(default_factory=dict)
     locations: dict = dataclasses.field(default_factory=dict)
+    states: dict = dataclasses.field(default_factory=dict)
+
+    def training_states(self):
+        """The `PipelineState`s of stage one's and stage two's training pipelines."""
+        return [self.states[k] for k in ("train", "stage_two") if k in self.states]
 
     def read_skips(self, split):
         """Files of `split` that failed while reading in this process, as paths.
@@ -104,31 +130,25 @@ class Data:
         Training: every file the stage-one or stage-two pipeline failed to
         read so far. Test: the files left out of the latest pass over `test`.
         """
-        from lcreg_keras.data import image_pipeline as ip
-
-        datasets = [self.train, self.stage_two_train] if split == "train" else [self.test]
+        names = ("train", "stage_two") if split == "train" else ("test",)
         failed = set()
-        for dataset in datasets:
-            paths = ip.dataset_paths(dataset) if dataset is not None else None
-            if paths is not None:
-                failed.update(paths[i] for i in ip.read_failures(dataset))
+        for name in names:
+            if name in self.states:
+                failed.update(self.states[name].failed_paths())
         return sorted(failed)
 
     def evaluated_test_labels(self):
         """`test_labels` of the images the latest pass over `test` delivered."""
-        from lcreg_keras.data import image_pipeline as ip
-
-        if ip.dataset_paths(self.test) is None:
+        state = self.states.get("test")
+        if state is None or state.paths is None:
             return self.test_labels
-        return ip.evaluated_labels(self.test, self.test_labels)
+        return state.evaluated_labels(self.test_labels)
 
     def where(self, split, path):
         """`"list:line: path"` for a kept file of `split`, or the path alone."""
         located = self.locations.get(split)
-        dataset = self.train if split == "train" else self.test
-        from lcreg_keras.data import image_pipeline as ip
-
-        paths = ip.dataset_paths(dataset) if dataset is not None else None
+        state = self.states.get("train" if split == "train" else "test")
+        paths = state.paths if state is not None else None
         if not located or paths is None or path not in paths:
             return path
         list_path, lines = located
@@ -173,8 +193,6 @@ def _location(list_path, line):
 
 
 def _sha256(*arrays):
-    import hashlib
-
     digest = hashlib.sha256()
     for array in arrays:
         array = np.ascontiguousarray(array)
@@ -189,8 +207,6 @@ def check_mode(value):
     Accepts True / False / `"true"` / `"false"` / `"decode"` (and `"header"`,
     `"none"`); anything else is a `UserError`.
     """
-    from lcreg_keras.errors import UserError
-
     text = str(value).strip().lower()
     modes = {"true": "header", "1": "header", "header": "header", "false": "none",
              "0": "none", "none": "none", "decode": "decode"}
@@ -210,8 +226,6 @@ def stage_two_sizes(config, labels):
     whole batches when the config sets it. Computed here once; the pipeline
     draws `examples` indices and `Data.stage_two_steps` is `steps`.
     """
-    from lcreg_keras.data import stage_two_epoch
-
     return stage_two_epoch(
         len(labels), config.stage2_batch_size or config.batch_size, config.stage2_epoch_size
     )
@@ -219,9 +233,6 @@ def stage_two_sizes(config, labels):
 
 def capped_long_tail(images, labels, config, n_max, num_classes):
     """The long-tailed subset, shrunk (same shape of tail) to `max_train_examples`."""
-    from lcreg_keras.data import long_tailed_counts
-    from lcreg_keras.data import long_tailed_subset
-
     if config.max_train_examples:
         total = sum(long_tailed_counts(n_max, num_classes, config.imbalance_factor))
         while total > config.max_train_examples and n_max > 1:
@@ -236,9 +247,6 @@ def capped_long_tail(images, labels, config, n_max, num_classes):
 
 def carve_heldout(labels, config):
     """`(train, heldout)` indices: `config`'s held-out fraction of each class (none: None)."""
-    from lcreg_keras.data.heldout import heldout_split
-    from lcreg_keras.recipes import baselines
-
     fraction = baselines.heldout_fraction(config)
     if not fraction:
         return None
@@ -265,11 +273,6 @@ def small_image_data(
     `mean` / `std` default to the statistics of the long-tailed training
     subset; `hooks` (a `LoadHooks`) sees the fingerprint.
     """
-    from lcreg_keras.data import channel_stats
-    from lcreg_keras.data import class_counts
-    from lcreg_keras.data import small_image_eval_dataset
-    from lcreg_keras.data import small_image_train_dataset
-
     x_train, y_train = capped_long_tail(*train, config, n_max, num_classes)
     x_test, y_test = capped_test(*test, config)
     split = carve_heldout(y_train, config)
@@ -277,28 +280,25 @@ def small_image_data(
         x_held, y_held = x_train[split[1]], y_train[split[1]]
         x_train, y_train = x_train[split[0]], y_train[split[0]]
     if mean is None or std is None:
-        mean, std = channel_stats(x_train)
-    if len(y_train) < config.batch_size:
-        from lcreg_keras.errors import UserError
-
-        raise UserError(
-            f"`batch_size` {config.batch_size} exceeds the {len(y_train)} training "
-            "examples: stage one drops the last partial batch, so no step would run."
-        )
-    train_ds = small_image_train_dataset(
+        mean, std = pipelines.channel_stats(x_train)
+    _check_batch_fits(config, len(y_train), "examples")
+    states = {}
+    train_ds, states["train"] = pipelines.small_image_train_dataset(
         x_train, y_train, num_classes, config.batch_size, mean, std,
-        mixup_alpha=config.mixup_alpha, seed=config.seed,
+        mixup_alpha=config.mixup_alpha, seed=config.seed, return_state=True,
     )
-    test_ds = small_image_eval_dataset(x_test, y_test, config.eval_batch_size, mean, std)
+    test_ds = pipelines.small_image_eval_dataset(
+        x_test, y_test, config.eval_batch_size, mean, std)
     held_ds = None
     if split is not None:
-        held_ds = small_image_eval_dataset(x_held, y_held, config.eval_batch_size, mean, std)
+        held_ds = pipelines.small_image_eval_dataset(
+            x_held, y_held, config.eval_batch_size, mean, std)
     # Stage two: class-aware balanced batches, same augmentation, no mixup.
     epoch = stage_two_sizes(config, y_train)
-    stage_two = small_image_train_dataset(
+    stage_two, states["stage_two"] = pipelines.small_image_train_dataset(
         x_train, y_train, num_classes, epoch.batch_size, mean, std, mixup_alpha=0.0,
         seed=config.seed, sampler="class_aware", epoch_size=epoch.examples,
-        samples_per_class=config.stage2_samples_per_class,
+        samples_per_class=config.stage2_samples_per_class, return_state=True,
     )
     shape = x_train.shape[1:] if x_train.ndim == 4 else x_train.shape[1:] + (1,)
     counts = class_counts(y_train, num_classes)
@@ -334,13 +334,19 @@ def small_image_data(
             "test": {"listed": int(len(y_test)), "skipped_at_scan": 0, "scan": "none"},
         },
         fingerprint=fingerprint,
+        states=states,
     )
 
 
-def _fashion_mnist_lt(config, hooks=None):
-    from lcreg_keras.data import FASHION_MNIST_CLASSES
-    from lcreg_keras.data import load_fashion_mnist
+def _check_batch_fits(config, num_train, what):
+    if num_train < config.batch_size:
+        raise UserError(
+            f"`batch_size` {config.batch_size} exceeds the {num_train} training "
+            f"{what}: stage one drops the last partial batch, so no step would run."
+        )
 
+
+def _fashion_mnist_lt(config, hooks=None):
     # An explicit --data_dir must hold the data: no silent fallback to another copy.
     train, test, source = load_fashion_mnist(
         config.data_dir, return_source=True, search_elsewhere=not config.data_dir
@@ -353,8 +359,6 @@ def _fashion_mnist_lt(config, hooks=None):
 
 def _cifar_lt(num_classes, n_max):
     def load_cifar_lt(config, hooks=None):
-        from lcreg_keras.data import cifar
-
         train, test, source = cifar.load_cifar(
             num_classes, config.data_dir, return_source=True,
             search_elsewhere=not config.data_dir,
@@ -373,7 +377,7 @@ def _cifar_lt(num_classes, n_max):
 # Datasets given as lists of image files.
 
 # name: (number of classes, the default list names in image_lists, the
-# prefix of the mean / std constants in image_pipeline)
+# prefix of the mean / std constants in data.normalization)
 LIST_DATASETS = {
     "imagenet_lt": (1000, "IMAGENET_LT_LISTS", "IMAGENET"),
     "places_lt": (365, "PLACES_LT_LISTS", "IMAGENET"),
@@ -434,18 +438,16 @@ def cap_per_class(labels, max_examples, seed=0):
 
 def _find_list(config, names, split):
     """The list file of `split` ("train" or "test") and how it was chosen."""
-    from lcreg_keras.data.image_lists import resolve_list
-
     if split == "train":
-        return resolve_list(config.train_list or names["train"], config.data_dir)
+        return image_lists.resolve_list(config.train_list or names["train"], config.data_dir)
     given = config.test_list or config.val_list
     if given:
-        return resolve_list(given, config.data_dir)
+        return image_lists.resolve_list(given, config.data_dir)
     defaults = [names[k] for k in ("test", "val") if k in names]
     errors = []
     for name in defaults:
         try:
-            return resolve_list(name, config.data_dir)
+            return image_lists.resolve_list(name, config.data_dir)
         except FileNotFoundError as error:
             errors.append(str(error))
     tried = [n for name in defaults for n in ((name,) if isinstance(name, str) else name)]
@@ -456,8 +458,6 @@ def _find_list(config, names, split):
 
 def _scan(paths, config, split, mode, hooks):
     """The `ImageCheck` of one split in `mode`: cached, or made now."""
-    from lcreg_keras.data.image_files import check_images
-
     cached = hooks.cached_check(split, paths, mode) if hooks is not None else None
     if cached is not None:
         return cached, True
@@ -477,9 +477,7 @@ def _check_split(paths, labels, lines, list_path, config, split, hooks=None):
 
     Returns the kept `(paths, labels, lines)` and the split's `images` entry.
     """
-    from lcreg_keras.data.image_files import UnreadableImagesError
-    from lcreg_keras.errors import UserError
-
+    lines_before = lines
     mode = check_mode(config.check_images)
     info = {"listed": len(paths), "skipped_at_scan": 0, "scan": mode}
     if mode == "none":
@@ -489,46 +487,27 @@ def _check_split(paths, labels, lines, list_path, config, split, hooks=None):
     check, cached = _scan(paths, config, split, mode, hooks)
     if cached:
         info["scan"] += " (cached)"
-    if check.num_bad:
-        shown = [f"  {_location(list_path, lines[i])}: {path}: {reason}"
-                 for i, path, reason in check.bad[:20]]
-        if check.num_bad > 20:
-            shown.append(f"  ... and {check.num_bad - 20:,} more")
-        listing = f"{check.num_bad:,} of {check.num_files:,} {split} image files cannot be read:\n"
-        listing += "\n".join(shown)
-    if check.num_bad and not config.skip_bad_images:
-        raise UnreadableImagesError(
-            f"The {split} list names unreadable image files.\n{listing}\n"
-            "Fix them, or run with --skip_bad_images to leave them out "
+    paths, labels, lines = keep_readable(
+        check, paths, labels, lines, skip_bad_images=config.skip_bad_images, split=split,
+        locate=lambda i: _location(list_path, lines_before[i]),
+        fix="Fix them, or run with --skip_bad_images to leave them out "
             "(python tools/check_dataset.py lists them all).",
-            check,
-        )
+    )
     if check.num_bad:
-        keep = check.ok
-        paths = [p for p, k in zip(paths, keep) if k]
-        labels = labels[keep]
-        lines = lines[keep]
         info["skipped_at_scan"] = check.num_bad
         took = "cached result" if cached else f"checked in {getattr(check, 'seconds', 0):.0f} s"
+        listing = check.describe(split=split, locate=lambda i: _location(list_path, lines_before[i]))
         print(f"data: skipping {check.num_bad:,} unreadable {split} image files ({took}):\n"
               + "\n".join(listing.splitlines()[1:6]), flush=True)
-    if not paths:
-        raise UserError(f"No readable {split} image is left (all {check.num_files:,} are bad).")
     return paths, labels, lines, info
 
 
 def image_list_data(name, config, hooks=None):
     """The `Data` of ImageNet-LT, Places-LT or iNaturalist 2018 from list files."""
-    from lcreg_keras import run_dir
-    from lcreg_keras.data import class_counts
-    from lcreg_keras.data import image_lists
-    from lcreg_keras.data import image_pipeline
-    from lcreg_keras.errors import UserError
-
     num_classes, lists_name, stats = LIST_DATASETS[name]
     names = getattr(image_lists, lists_name)
-    mean = getattr(image_pipeline, f"{stats}_MEAN")
-    std = getattr(image_pipeline, f"{stats}_STD")
+    mean = getattr(normalization, f"{stats}_MEAN")
+    std = getattr(normalization, f"{stats}_STD")
     if not config.data_dir:
         raise UserError(
             f"{name} needs --data_dir: the folder the listed image paths are "
@@ -548,7 +527,7 @@ def image_list_data(name, config, hooks=None):
             lines = lines[keep]
         listed[split] = (list_path, paths, labels, lines)
         fingerprint[split] = {
-            "list_sha256": run_dir.file_sha256(list_path),
+            "list_sha256": file_sha256(list_path),
             "counts": class_counts(labels, num_classes).tolist(),
         }
     if hooks is not None:
@@ -573,36 +552,34 @@ def image_list_data(name, config, hooks=None):
         splits["train"] = (splits["train"][0], train_paths, train_labels,
                            np.asarray(train_lines)[held[0]])
     batch_size = config.batch_size
-    if len(train_labels) < batch_size:
-        raise UserError(
-            f"`batch_size` {batch_size} exceeds the {len(train_labels)} training "
-            "images: stage one drops the last partial batch, so no step would run."
-        )
+    _check_batch_fits(config, len(train_labels), "images")
     common = dict(
         image_size=config.image_size, color_jitter=config.color_jitter,
         seed=config.seed, skip_bad_images=config.skip_bad_images, mean=mean, std=std,
         check_files=False,
     )
-    train = image_pipeline.image_train_dataset(
+    states = {}
+    train, states["train"] = pipelines.image_train_dataset(
         train_paths, train_labels, num_classes, batch_size,
-        mixup_alpha=config.mixup_alpha, **common,
+        mixup_alpha=config.mixup_alpha, return_state=True, **common,
     )
     epoch = stage_two_sizes(config, train_labels)
-    stage_two = image_pipeline.image_train_dataset(
+    stage_two, states["stage_two"] = pipelines.image_train_dataset(
         train_paths, train_labels, num_classes, epoch.batch_size,
         mixup_alpha=0.0, sampler="class_aware", epoch_size=epoch.examples,
-        samples_per_class=config.stage2_samples_per_class, **common,
+        samples_per_class=config.stage2_samples_per_class, return_state=True, **common,
     )
-    test = image_pipeline.image_eval_dataset(
+    test, states["test"] = pipelines.image_eval_dataset(
         test_paths, test_labels, config.eval_batch_size, image_size=config.image_size,
         resize_size=config.resize_size, mean=mean, std=std, check_files=False,
-        skip_bad_images=config.skip_bad_images,
+        skip_bad_images=config.skip_bad_images, return_state=True,
     )
     held_ds = None
     if held is not None:
-        held_ds = image_pipeline.image_eval_dataset(
+        held_ds, states["heldout"] = pipelines.image_eval_dataset(
             held_paths, held_labels, config.eval_batch_size, image_size=config.image_size,
             resize_size=config.resize_size, mean=mean, std=std, check_files=False,
+            return_state=True,
         )
     shape = (config.image_size, config.image_size, 3)
     return Data(
@@ -632,6 +609,7 @@ def image_list_data(name, config, hooks=None):
         images=images,
         fingerprint=fingerprint,
         locations={split: (v[0], v[3]) for split, v in splits.items()},
+        states=states,
     )
 
 
@@ -654,8 +632,6 @@ LOADERS = {
 
 def load(config, hooks=None):
     """The `Data` of `config.dataset`; `hooks`: an optional `LoadHooks`."""
-    from lcreg_keras.errors import UserError
-
     if config.dataset not in LOADERS:
         raise UserError(
             f"Unknown dataset {config.dataset!r}; known: {sorted(LOADERS)}."

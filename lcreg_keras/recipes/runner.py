@@ -7,6 +7,13 @@ long-tailed subset is drawn with `--subset_seed` (default 0), not `--seed`, so
 runs with different seeds train on the same images (MiSLAS: `rand_number=0`). `--stage=1|2|both` picks MiSLAS's stages. Outputs in
 `--model_dir`:
 
+The file reads top to bottom: the flags, `main`, then `run` (the whole
+flow: check the config, place the devices, lock and check the run folder,
+load the data, train and evaluate each stage, write the results), then the
+two stages it trains. What a stage reports is in `recipes/report.py`, the
+run folder's guard in `recipes/run_guard.py`, the data in
+`recipes/datasets.py`.
+
 - `stage1/`, `stage2/`, one folder a stage:
   - `backup/`: the `lcreg_keras.resume.BackupAndRestore` state, kept until
     the stage is marked finished;
@@ -51,18 +58,44 @@ The long-tailed baselines (`--loss`, `--stage2`, `--posthoc_tau`,
 
 """
 
-import csv
 import dataclasses
 import json
-import math
 import os
 import shutil
 import sys
 import time
 import traceback
 
+import keras
+import numpy as np
 from absl import app
 from absl import flags
+
+from lcreg_keras.training import distribute
+from lcreg_keras import resume
+from lcreg_keras.backbones import get_backbone
+from lcreg_keras.training.callbacks import AtomicCheckpoint
+from lcreg_keras.training.callbacks import HistoryCSV
+from lcreg_keras.training.callbacks import KillPoints
+from lcreg_keras.training.callbacks import LearningRateLogger
+from lcreg_keras.training.callbacks import LossShareMonitor
+from lcreg_keras.data.image_files import READ_ERROR
+from lcreg_keras.errors import UserError
+from lcreg_keras.losses import Top1Accuracy
+from lcreg_keras.posthoc import TauNormalization
+from lcreg_keras.recipes import baselines
+from lcreg_keras.recipes import datasets
+from lcreg_keras.recipes import report
+from lcreg_keras.recipes import validate
+from lcreg_keras.recipes.report import best_over_epochs  # noqa: F401  (public name)
+from lcreg_keras.recipes.run_guard import RunGuard
+from lcreg_keras.recipes.run_guard import finished
+from lcreg_keras.recipes.run_guard import lock_note
+from lcreg_keras.recipes.run_guard import plain
+from lcreg_keras.training.schedules import WarmupCosine
+from lcreg_keras.training.schedules import WarmupStepDecay
+from lcreg_keras.serving import run_folder
+from lcreg_keras.training.latent_images import LatentUsageImages
 
 # (field, flag type, help). Each becomes `--field`, default: the recipe's value.
 FLAG_FIELDS = (
@@ -136,8 +169,9 @@ FLAG_FIELDS = (
 )
 
 FLAGS = flags.FLAGS
-_BACKUP_ROOT = {}  # a worker's model_dir -> the chief's, where the backups are
 CIFAR_RESNETS = ("resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
+_ManifestGuard = RunGuard  # the old name
+_lock_note = lock_note  # the old name
 
 
 def define_flags():
@@ -222,8 +256,6 @@ def user_error_message(error):
     found), and a file that fails to decode while it is read (TensorFlow's
     error, reduced to the file and the fix).
     """
-    from lcreg_keras.errors import UserError
-
     if isinstance(error, (UserError, FileNotFoundError)):
         return str(error)
     path = _unreadable_path(error)
@@ -234,13 +266,11 @@ def user_error_message(error):
 
 def _unreadable_path(error):
     """The file named by the image pipelines' read error (a TensorFlow assertion), or None."""
-    from lcreg_keras.data.image_files import _READ_ERROR
-
     text = str(error)
-    if _READ_ERROR not in text:
+    if READ_ERROR not in text:
         return None
     # "assertion failed: [Could not read ...] [/path/x.jpg] [(missing, ...)]"
-    parts = text[text.index(_READ_ERROR):].split("\n")[0].split("] [")
+    parts = text[text.index(READ_ERROR):].split("\n")[0].split("] [")
     return parts[1].strip() if len(parts) > 1 else None
 
 
@@ -253,11 +283,230 @@ def _read_error_message(where):
 
 
 # ----------------------------------------------------------------------------
+# The run, top to bottom.
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFolders:
+    """Where this process writes, and where the stages' backups are.
+
+    The chief worker writes into `model_dir`; another worker writes into a
+    scratch folder of its own (`distribute.worker_dir`) but restores from the
+    chief's backups, so `backups` stays `model_dir`.
+    """
+
+    outputs: str
+    backups: str
+
+    def stage(self, stage):
+        return os.path.join(self.outputs, stage)
+
+    def backup(self, stage):
+        return os.path.join(self.backups, stage, "backup")
+
+
+def run(config, verbose=None, overwrite=False):
+    """Trains and evaluates one config; returns the metrics dict it writes.
+
+    Raises:
+        lcreg_keras.errors.UserError: for a config that cannot run (checked
+            before any data is read or file written), data that cannot be
+            used, a model_dir in use by another run (`RunLockedError`) or
+            holding a run of another config or data (`RunMismatchError`,
+            unless `overwrite`).
+    """
+    validate.check_config(config)  # before any data is read or file written
+    start = time.time()
+    distribute.prepare(config.distribution)  # before any TF op / JAX computation
+    folders = RunFolders(outputs=distribute.worker_dir(config.model_dir),
+                         backups=config.model_dir)
+    config = config.replace(model_dir=folders.outputs)
+    lock = run_folder.RunLock(config.model_dir).acquire()
+    try:
+        run_folder.remove_stale_temporaries(config.model_dir)
+        if lock.took_over:
+            print(lock_note(lock.took_over), flush=True)
+        guard = RunGuard(config, overwrite)
+        guard.check_config()
+        if config.mixed_precision:
+            keras.config.set_dtype_policy(config.mixed_precision)
+        if finished(folders.stage("stage1")):
+            _check_heldout(config, folders.stage("stage1"))
+        keras.utils.set_random_seed(config.seed)
+        data = datasets.load(config, hooks=guard)  # the guard checks the data first
+        print(data.describe(), flush=True)
+        run_folder.write_json(os.path.join(config.model_dir, "preprocessing.json"),
+                              data.preprocessing)
+        try:
+            results = _train_and_evaluate(config, data, folders, verbose)
+        except Exception as error:  # noqa: BLE001  (only the read error is replaced)
+            path = _unreadable_path(error)
+            if path is None:
+                raise
+            split = "train" if data.where("train", path) != path else "test"
+            raise UserError(_read_error_message(data.where(split, path))) from error
+        return report.finish(config, data, results, start)
+    finally:
+        lock.release()
+
+
+def _train_and_evaluate(config, data, folders, verbose):
+    """Both stages (those not finished earlier); returns each finished stage's report."""
+    stage_dirs = {s: folders.stage(s) for s in ("stage1", "stage2")}
+    with distribute.distribution_scope(config.distribution) as where:
+        print(f"devices: {where}; {where.batch_note(config.batch_size, config.lr)}", flush=True)
+        if config.stage in ("1", "both"):
+            if finished(stage_dirs["stage1"]):
+                print(f"stage 1: finished earlier, using {stage_dirs['stage1']}", flush=True)
+            else:
+                model = train_stage_one(config, data, verbose, folders)
+                result = report.with_best(report.stage_report(config, data, model, "stage1"),
+                                          stage_dirs["stage1"], config.epochs,
+                                          _validates(config, config.epochs))
+                result["heldout_fraction"] = baselines.heldout_fraction(config)
+                _mark_finished(stage_dirs["stage1"], model, result)
+            _drop_backup(folders, "stage1")
+            run_folder.kill_point("between_stages")
+        if baselines.runs_stage_two(config):
+            if finished(stage_dirs["stage2"]):
+                print(f"stage 2: finished earlier, using {stage_dirs['stage2']}", flush=True)
+            else:
+                # Always from the saved stage-one model (and a fresh seed), so
+                # stage two is the same whether stage one ran in this process.
+                keras.utils.set_random_seed(config.seed)
+                model = keras.saving.load_model(os.path.join(stage_dirs["stage1"], "model.keras"))
+                info = {}
+                model = train_stage_two(config, data, model, verbose, info=info, folders=folders)
+                result = report.with_best(report.stage_report(config, data, model, "stage2"),
+                                          stage_dirs["stage2"], config.stage2_epochs,
+                                          _validates(config, config.stage2_epochs))
+                if info:
+                    result[config.stage2] = json.loads(json.dumps(plain(info)))
+                _mark_finished(stage_dirs["stage2"], model, result)
+            _drop_backup(folders, "stage2")
+    results = {}
+    for stage, folder in stage_dirs.items():
+        if finished(folder) and (stage == "stage1" or baselines.runs_stage_two(config)):
+            results[stage] = run_folder.read_json(os.path.join(folder, "done.json"))
+    return results
+
+
+def _validates(config, epochs):
+    """Whether a stage of `epochs` epochs validates during training (`--eval_every`)."""
+    return 0 < config.eval_every <= epochs
+
+
+def _mark_finished(stage_dir, model, result):
+    """Saves the stage's model, then `done.json` (the commit); the backup goes next."""
+    run_folder.save_model(model, os.path.join(stage_dir, "model.keras"))
+    run_folder.write_json(os.path.join(stage_dir, "done.json"), result)
+
+
+def _drop_backup(folders, stage):
+    backup = folders.backup(stage)
+    if distribute.is_chief() and os.path.isdir(backup):
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def _check_heldout(config, stage1_dir):
+    """A stage two must hold out what its stage one held out (else tau sees training data)."""
+    with open(os.path.join(stage1_dir, "done.json")) as f:
+        trained = json.load(f).get("heldout_fraction")
+    wanted = baselines.heldout_fraction(config)
+    if trained is not None and abs(float(trained) - wanted) > 1e-12:
+        raise ValueError(
+            f"Stage one in {stage1_dir} held out {trained:g} of the training data, this "
+            f"stage two {wanted:g}: pass the same --heldout_fraction and --stage2 as stage one "
+            "(the held-out examples must not be ones the model trained on)."
+        )
+
+
+# ----------------------------------------------------------------------------
+# The two stages.
+
+
+def train_stage_one(config, data, verbose=None, folders=None):
+    """Stage one: the LCReg model from scratch with mixup; returns the model.
+
+    Resumes from `stage1/backup` when a killed run left one.
+    """
+    stage_dir = os.path.join(config.model_dir, "stage1")
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config, data)
+    optimizer = keras.optimizers.SGD(
+        learning_rate(config, data.steps_per_epoch), momentum=config.momentum
+    )
+    loss = baselines.stage_one_loss(config, data.train_counts)  # None: cross-entropy
+    model.compile(optimizer=optimizer, loss=loss, metrics=[Top1Accuracy()])
+    model.build((None,) + tuple(data.input_shape))
+    baselines.prepare_model(config, model)
+    print("stage 1: " + _describe_model(config, model, data), flush=True)
+    print(f"stage 1: L_cls = {baselines.describe_stage_one(config)}", flush=True)
+    callbacks = stage_callbacks(config, stage_dir, _validates(config, config.epochs), data,
+                                backup_dir=folders.backup("stage1"))
+    model.fit(
+        data.train,
+        epochs=config.epochs,
+        steps_per_epoch=data.steps_per_epoch,
+        callbacks=callbacks + baselines.stage_one_callbacks(config),
+        **_fit_kwargs(config, data, verbose, config.epochs),
+    )
+    return model
+
+
+def train_stage_two(config, data, model, verbose=None, info=None, folders=None):
+    """Stage two (`--stage2`): re-balance the classifier of a stage-one model.
+
+    MiSLAS's fine-tuning (default), cRT or LWS train on class-balanced
+    batches; tau-normalisation chooses its tau on the held-out training split.
+    `info` (a dict) receives what the method chose; `folders`: the run's
+    `RunFolders` (default: everything in `config.model_dir`).
+    """
+    folders = folders or RunFolders(config.model_dir, config.model_dir)
+    if config.stage2 == "tau_norm":
+        return _tau_normalize(config, data, model, {} if info is None else info, folders)
+    if data.stage_two_train is None:
+        raise ValueError(f"The {data.name} loader builds no class-balanced stage-two data.")
+    stage_dir = folders.stage("stage2")
+    stage_two, what = baselines.stage_two_method(config, data.train_counts)
+    print(
+        f"stage 2: {config.stage2_epochs} epochs x {data.stage_two_steps} class-balanced "
+        f"steps ({config.stage2_samples_per_class} a class visit); {what}",
+        flush=True,
+    )
+    stage_two.fit(
+        model,
+        data.stage_two_train,
+        data.stage_two_steps,
+        metrics=[Top1Accuracy()],
+        callbacks=stage_callbacks(config, stage_dir, _validates(config, config.stage2_epochs),
+                                  data, backup_dir=folders.backup("stage2")),
+        **_fit_kwargs(config, data, verbose, config.stage2_epochs),
+    )
+    return model
+
+
+def _tau_normalize(config, data, model, info, folders):
+    """Stage two `tau_norm`: Kang et al.'s tau chosen on the held-out training split."""
+    if data.heldout is None:
+        raise ValueError("--stage2=tau_norm needs a held-out split (--heldout_fraction > 0).")
+    result = TauNormalization().fit(model, data.heldout, data.heldout_labels)
+    info.update(result)
+    stage_dir = folders.stage("stage2")
+    os.makedirs(stage_dir, exist_ok=True)
+    with open(os.path.join(stage_dir, "tau_norm.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    print(
+        f"stage 2: tau-normalisation, tau {result['tau']:g} chosen on "
+        f"{result['heldout_examples']} held-out training examples (balanced accuracy "
+        f"{100 * result['heldout_balanced_accuracy']:.2f} %; classifier bias dropped)",
+        flush=True,
+    )
+    return model
+
+
 def build_model(config, data):
     """The LCRegModel a config describes, for a dataset's shapes."""
-    from lcreg_keras.backbones import get_backbone
-    from lcreg_keras.recipes import baselines
-
     if config.backbone in CIFAR_RESNETS:
         kwargs = {"width": config.backbone_width}
     else:
@@ -308,9 +557,6 @@ def decay_steps(fractions, epochs, steps_per_epoch):
 
 def learning_rate(config, steps_per_epoch):
     """The stage-one schedule, in optimizer steps."""
-    from lcreg_keras.training.schedules import WarmupCosine
-    from lcreg_keras.training.schedules import WarmupStepDecay
-
     warmup = config.warmup_epochs * steps_per_epoch
     total = config.epochs * steps_per_epoch
     if config.schedule == "cosine":
@@ -321,707 +567,6 @@ def learning_rate(config, steps_per_epoch):
             config.lr_decay_factors,
         )
     raise ValueError(f"`schedule` must be 'cosine' or 'warmup_step'. Received: {config.schedule!r}")
-
-
-def _sample_images(data, count=12):
-    """Model inputs of up to `count` test images, one class after another."""
-    import numpy as np
-
-    for x, y in data.test.take(1):
-        x, y = np.asarray(x), np.asarray(y)
-        order = np.argsort(y, kind="stable")
-        picks = [order[np.searchsorted(y[order], c)] for c in np.unique(y)][:count]
-        return x[picks]
-    return None
-
-
-class _ReadSkipLog:
-    """Keeps `stage_dir/skipped_while_reading.json`: the training files that
-    failed while reading in this stage, over every process that trained it
-    (a resumed stage does not re-read the epochs before the kill)."""
-
-    def __init__(self, stage_dir, data):
-        self.path = os.path.join(stage_dir, "skipped_while_reading.json")
-        self.data = data
-
-    def paths(self):
-        from lcreg_keras import run_dir
-
-        return sorted(set(run_dir.read_json(self.path, default=[])) | set(
-            self.data.read_skips("train")))
-
-    def update(self):
-        from lcreg_keras import run_dir
-
-        before = run_dir.read_json(self.path, default=None)
-        now = self.paths()
-        if now and now != before:
-            run_dir.write_json(self.path, now)
-
-
-def stage_callbacks(config, stage_dir, validate, data=None):
-    """Logging, checkpoints and crash recovery of one stage.
-
-    The order matters for resuming: the history row, the checkpoints and the
-    read-skip log of an epoch are written before its backup, so a kill
-    between them repeats the epoch (and rewrites them the same) instead of
-    losing them.
-    """
-    import keras
-
-    from lcreg_keras import resume
-    from lcreg_keras.training.callbacks import AtomicCheckpoint
-    from lcreg_keras.training.callbacks import HistoryCSV
-    from lcreg_keras.training.callbacks import KillPoints
-    from lcreg_keras.training.callbacks import LearningRateLogger
-
-    backup_root = _BACKUP_ROOT.get(config.model_dir, config.model_dir)
-    stage = os.path.basename(stage_dir)
-    out = [
-        LearningRateLogger(),  # first: the loggers below see `learning_rate`
-        HistoryCSV(os.path.join(stage_dir, "history.csv")),
-        AtomicCheckpoint(os.path.join(stage_dir, "last.keras")),
-    ]
-    if validate:
-        out.append(AtomicCheckpoint(os.path.join(stage_dir, "best.keras"), monitor="val_accuracy"))
-    if data is not None:
-        skips = _ReadSkipLog(stage_dir, data)
-        out.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: skips.update()))
-    out += [
-        keras.callbacks.TensorBoard(os.path.join(stage_dir, "tensorboard"), update_freq="epoch"),
-        keras.callbacks.TerminateOnNaN(),
-    ]
-    if config.latent:
-        from lcreg_keras.training.callbacks import LossShareMonitor
-
-        out.append(LossShareMonitor())
-    images = _sample_images(data) if data is not None and config.latent else None
-    if images is not None:
-        from lcreg_keras.visualize import LatentUsageImages
-
-        out.append(LatentUsageImages(images, os.path.join(stage_dir, "tensorboard", "latents")))
-    # Resumes at the last finished epoch with the data order it would have
-    # had; only the chief worker writes, every worker restores. The backup is
-    # kept after the fit: it goes once the stage is marked finished, so a
-    # kill during the evaluation does not retrain the stage.
-    out.append(
-        resume.BackupAndRestore(
-            os.path.join(backup_root, stage, "backup"),
-            dataset=None if data is None else (data.train, data.stage_two_train),
-            delete_checkpoint=False,
-        )
-    )
-    if os.environ.get("LCREG_KILL_AT"):
-        out.append(KillPoints(stage))
-    return out
-
-
-def _validates(config, epochs):
-    return 0 < config.eval_every <= epochs
-
-
-def _fit_kwargs(config, data, verbose, epochs):
-    validate = _validates(config, epochs)
-    if verbose is None:  # a bar on a terminal, one line an epoch in a log file
-        verbose = 1 if sys.stdout.isatty() else 2
-    kwargs = {"shuffle": False, "verbose": verbose}
-    if validate:
-        kwargs.update(validation_data=data.test, validation_freq=config.eval_every)
-    return kwargs
-
-
-def best_over_epochs(stage_dir, last_top1, epochs):
-    """The best test top-1 over the validated epochs of a stage, beside the last.
-
-    MiSLAS reports `best_acc1`, the best test accuracy over its epochs; we
-    keep the last as the headline and report the best beside it. The
-    validated epochs are the `val_accuracy` entries of
-    `stage_dir/history.csv` (every `--eval_every`-th epoch, across resumed
-    runs; a later row of an epoch replaces an earlier one), and the final
-    evaluation counts as epoch `epochs`.
-
-    Args:
-        stage_dir: the stage's folder (`history.csv` inside).
-        last_top1: top-1 of the final evaluation, in [0, 1].
-        epochs: the stage's number of epochs.
-
-    Returns:
-        `{"top1_last", "top1_best", "top1_best_epoch"}` (epochs counted
-        from 1; on a tie the earliest epoch).
-
-    Example:
-        >>> best_over_epochs("runs/x/stage2", 0.52, 10)  # doctest: +SKIP
-        {'top1_last': 0.52, 'top1_best': 0.534, 'top1_best_epoch': 8}
-    """
-    by_epoch = {}
-    path = os.path.join(stage_dir, "history.csv")
-    if os.path.exists(path):
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                try:
-                    epoch, value = int(row["epoch"]) + 1, float(row.get("val_accuracy") or "nan")
-                except (KeyError, ValueError):
-                    continue
-                if 1 <= epoch <= epochs and not math.isnan(value):
-                    by_epoch[epoch] = value
-    by_epoch[epochs] = float(last_top1)
-    best_epoch = max(sorted(by_epoch), key=lambda e: by_epoch[e])
-    return {
-        "top1_last": float(last_top1),
-        "top1_best": by_epoch[best_epoch],
-        "top1_best_epoch": best_epoch,
-    }
-
-
-def _with_best(config, result, stage_dir, epochs):
-    """`result` plus the best-over-epochs report when the stage validated."""
-    if _validates(config, epochs):
-        result.update(best_over_epochs(stage_dir, result["top1"], epochs))
-    return result
-
-
-def _finished(stage_dir):
-    return os.path.exists(os.path.join(stage_dir, "done.json"))
-
-
-def _mark_finished(config, stage_dir, model, report):
-    """Saves the stage's model, then `done.json` (the commit), then drops the backup."""
-    from lcreg_keras import run_dir
-
-    run_dir.save_model(model, os.path.join(stage_dir, "model.keras"))
-    run_dir.write_json(os.path.join(stage_dir, "done.json"), report)
-    _drop_backup(config, stage_dir)
-
-
-def _drop_backup(config, stage_dir):
-    from lcreg_keras.training.distribute import is_chief
-
-    backup_root = _BACKUP_ROOT.get(config.model_dir, config.model_dir)
-    backup = os.path.join(backup_root, os.path.basename(stage_dir), "backup")
-    if is_chief() and os.path.isdir(backup):
-        shutil.rmtree(backup, ignore_errors=True)
-
-
-def train_stage_one(config, data, verbose=None):
-    """Stage one: the LCReg model from scratch with mixup; returns the model.
-
-    Resumes from `stage1/backup` when a killed run left one.
-    """
-    import keras
-
-    from lcreg_keras.losses import Top1Accuracy
-    from lcreg_keras.recipes import baselines
-
-    stage_dir = os.path.join(config.model_dir, "stage1")
-    keras.utils.set_random_seed(config.seed)
-    model = build_model(config, data)
-    optimizer = keras.optimizers.SGD(
-        learning_rate(config, data.steps_per_epoch), momentum=config.momentum
-    )
-    loss = baselines.stage_one_loss(config, data.train_counts)  # None: cross-entropy
-    model.compile(optimizer=optimizer, loss=loss, metrics=[Top1Accuracy()])
-    model.build((None,) + tuple(data.input_shape))
-    baselines.prepare_model(config, model)
-    print("stage 1: " + _describe_model(config, model, data), flush=True)
-    print(f"stage 1: L_cls = {baselines.describe_stage_one(config)}", flush=True)
-    callbacks = stage_callbacks(config, stage_dir, _validates(config, config.epochs), data)
-    model.fit(
-        data.train,
-        epochs=config.epochs,
-        steps_per_epoch=data.steps_per_epoch,
-        callbacks=callbacks + baselines.stage_one_callbacks(config),
-        **_fit_kwargs(config, data, verbose, config.epochs),
-    )
-    return model
-
-
-def train_stage_two(config, data, model, verbose=None, info=None):
-    """Stage two (`--stage2`): re-balance the classifier of a stage-one model.
-
-    MiSLAS's fine-tuning (default), cRT or LWS train on class-balanced
-    batches; tau-normalisation chooses its tau on the held-out training split.
-    `info` (a dict) receives what the method chose.
-    """
-    from lcreg_keras.losses import Top1Accuracy
-    from lcreg_keras.recipes import baselines
-
-    if config.stage2 == "tau_norm":
-        return _tau_normalize(config, data, model, {} if info is None else info)
-    if data.stage_two_train is None:
-        raise ValueError(f"The {data.name} loader builds no class-balanced stage-two data.")
-    stage_dir = os.path.join(config.model_dir, "stage2")
-    stage_two, what = baselines.stage_two_method(config, data.train_counts)
-    print(
-        f"stage 2: {config.stage2_epochs} epochs x {data.stage_two_steps} class-balanced "
-        f"steps ({config.stage2_samples_per_class} a class visit); {what}",
-        flush=True,
-    )
-    stage_two.fit(
-        model,
-        data.stage_two_train,
-        data.stage_two_steps,
-        metrics=[Top1Accuracy()],
-        callbacks=stage_callbacks(config, stage_dir, _validates(config, config.stage2_epochs), data),
-        **_fit_kwargs(config, data, verbose, config.stage2_epochs),
-    )
-    return model
-
-
-def _tau_normalize(config, data, model, info):
-    """Stage two `tau_norm`: Kang et al.'s tau chosen on the held-out training split."""
-    from lcreg_keras.posthoc import TauNormalization
-
-    if data.heldout is None:
-        raise ValueError("--stage2=tau_norm needs a held-out split (--heldout_fraction > 0).")
-    result = TauNormalization().fit(model, data.heldout, data.heldout_labels)
-    info.update(result)
-    stage_dir = os.path.join(config.model_dir, "stage2")
-    os.makedirs(stage_dir, exist_ok=True)
-    with open(os.path.join(stage_dir, "tau_norm.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    print(
-        f"stage 2: tau-normalisation, tau {result['tau']:g} chosen on "
-        f"{result['heldout_examples']} held-out training examples (balanced accuracy "
-        f"{100 * result['heldout_balanced_accuracy']:.2f} %; classifier bias dropped)",
-        flush=True,
-    )
-    return model
-
-
-def _plain(value):
-    """JSON-ready Python values (NumPy scalars and arrays become floats, ints, lists)."""
-    import numpy as np
-
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _logit_report(config, data, labels, logits):
-    """Top-1, the splits under the recipe's rule and the count rule, ECE, NLL."""
-    from lcreg_keras import evaluation
-
-    rules = [config.eval_rule] + [r for r in ("count",) if r != config.eval_rule]
-    splits = {
-        rule: evaluation.split_accuracy(labels, logits, data.train_counts, rule=rule)
-        for rule in rules
-    }
-    return {
-        "top1": splits[config.eval_rule]["overall"],
-        "splits": splits,
-        "ece": evaluation.expected_calibration_error(labels, logits, from_logits=True),
-        "nll": evaluation.negative_log_likelihood(labels, logits, from_logits=True),
-    }
-
-
-def evaluate(config, data, model, stage=None):
-    """Test metrics under the recipe's rule and the count rule.
-
-    Images of the test split that fail while reading (with
-    `--skip_bad_images`) are left out, and the report says how many
-    (`test_images`: `evaluated` of `listed`). With `--posthoc_tau` every
-    metric (top-1, splits, ECE, NLL) is of the adjusted logits
-    `z - tau * log prior`; the unadjusted ones are kept under `"unadjusted"`.
-    """
-    from lcreg_keras import run_dir
-    from lcreg_keras.posthoc import adjust_logits
-    from lcreg_keras.recipes import baselines
-
-    logits = model.predict(data.test, verbose=0)
-    labels = data.evaluated_test_labels()
-    failed = data.read_skips("test")
-    if stage is not None:
-        run_dir.kill_point(f"evaluate.{stage}")
-    if config.posthoc_tau:
-        prior = baselines.prior_counts(data.train_counts)
-        report = _logit_report(config, data, labels,
-                               adjust_logits(logits, prior, tau=config.posthoc_tau))
-        report["posthoc_tau"] = config.posthoc_tau
-        report["unadjusted"] = _logit_report(config, data, labels, logits)
-    else:
-        report = _logit_report(config, data, labels, logits)
-    test = data.images.get("test", {})
-    report["test_images"] = {
-        "listed": int(test.get("listed", len(data.test_labels))),
-        "evaluated": int(len(labels)),
-        "skipped_at_scan": int(test.get("skipped_at_scan", 0)),
-        "skipped_while_reading": len(failed),
-        "skipped_files": [data.where("test", p) for p in failed[:20]],
-    }
-    # As JSON holds it: a stage read back from done.json is the same dict.
-    return json.loads(json.dumps(_plain(report)))
-
-
-class _ManifestGuard:
-    """Compares a run with `model_dir/run.json` and records it.
-
-    Also the run's `datasets.LoadHooks`: it checks the data's fingerprint
-    before any image is read, and keeps the image scans in the manifest.
-    """
-
-    def __init__(self, config, overwrite):
-        from lcreg_keras import run_dir
-
-        self.config = config
-        self.overwrite = overwrite
-        self.manifest = run_dir.Manifest(config.model_dir)
-        self.discard = set()  # "all" or "stage2"
-
-    # The fields that do not change results: where things are, how a run is
-    # split over devices, what is printed; `stage` may change between runs
-    # (--stage=1, then --stage=2).
-    IGNORED = ("model_dir", "data_dir", "path_prefix", "train_list", "val_list", "test_list",
-               "stage", "check_images", "distribution", "paper_top1")
-    STAGE_TWO = ("stage2_epochs", "stage2_lr", "stage2_lr_factor", "stage2_batch_size",
-                 "stage2_epoch_size", "stage2_samples_per_class", "stage2", "eps_head",
-                 "eps_tail", "shift_bn")
-
-    def _progress(self, stage):
-        folder = os.path.join(self.config.model_dir, stage)
-        return _finished(folder) or os.path.isdir(os.path.join(folder, "backup"))
-
-    def _refuse_or_discard(self, what, lines, scope):
-        from lcreg_keras import run_dir
-
-        if not lines:
-            return
-        touched = self._progress("stage2") if scope == "stage2" else (
-            self._progress("stage1") or self._progress("stage2")
-            or os.path.exists(os.path.join(self.config.model_dir, "metrics.json")))
-        if not touched:
-            return
-        if self.overwrite:
-            print(f"--overwrite: {self.config.model_dir} held a run made with {what}; "
-                  f"discarding {'stage two' if scope == 'stage2' else 'its outputs'}:\n"
-                  + "\n".join(lines[:12]), flush=True)
-            self.discard.add(scope)
-            return
-        keeps = ("stage one is kept: only stage two's outputs are discarded"
-                 if scope == "stage2" else "its outputs are discarded")
-        raise run_dir.mismatch_error(
-            self.config.model_dir, what, lines,
-            f"Use another --model_dir, run with the settings recorded in "
-            f"{self.manifest.path}, or pass --overwrite ({keeps}).",
-        )
-
-    def check_config(self):
-        import lcreg_keras
-
-        recorded = {k: v for k, v in _plain(dataclasses.asdict(self.config)).items()
-                    if k not in self.IGNORED}
-        first = {k: v for k, v in recorded.items() if k not in self.STAGE_TWO}
-        second = {k: v for k, v in recorded.items() if k in self.STAGE_TWO}
-        if not self.manifest.existing and (self._progress("stage1") or self._progress("stage2")):
-            print(f"note: {self.config.model_dir} has no {os.path.basename(self.manifest.path)} "
-                  "(made by an older version): its config and data cannot be checked.",
-                  flush=True)
-        self._refuse_or_discard("another config", self.manifest.compare("config", first),
-                                "all")
-        self._refuse_or_discard("other stage-two settings",
-                                self.manifest.compare("stage_two_config", second),
-                                "stage2")
-        self.manifest.content["version"] = lcreg_keras.__version__
-
-    def fingerprint(self, fingerprint):
-        self._refuse_or_discard("other data", self.manifest.compare("data", fingerprint),
-                                "all")
-        self._apply_discards()
-        self.manifest.save()
-
-    def _apply_discards(self):
-        root = self.config.model_dir
-        if "all" in self.discard:
-            names = ("stage1", "stage2", "model.keras", "metrics.json", "preprocessing.json")
-        elif "stage2" in self.discard:
-            names = ("stage2", "model.keras", "metrics.json")
-        else:
-            return
-        for name in names:
-            path = os.path.join(root, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
-        self.discard.clear()
-
-    def _key(self, split, paths):
-        import hashlib
-
-        digest = hashlib.sha256("\n".join(paths).encode("utf-8", "surrogateescape"))
-        return f"{split}:{digest.hexdigest()[:32]}"
-
-    def cached_check(self, split, paths, mode):
-        from lcreg_keras.data.image_files import ImageCheck
-        from lcreg_keras.data.image_files import files_digest
-
-        entry = self.manifest.image_check(self._key(split, paths))
-        # A strict decode also answers a header scan (it found at least as much).
-        if entry is None or (mode == "decode" and entry["mode"] != "decode"):
-            return None
-        if entry["files"] != files_digest(paths):
-            return None  # a file was added, removed, replaced or touched since
-        return ImageCheck(num_files=entry["num_files"],
-                          bad=[tuple(b) for b in entry["bad"]])
-
-    def store_check(self, split, paths, mode, check):
-        from lcreg_keras.data.image_files import files_digest
-
-        key = self._key(split, paths)
-        old = self.manifest.image_check(key)
-        if old is not None and old["mode"] == "decode" and mode != "decode":
-            return
-        self.manifest.store_image_check(key, {
-            "mode": mode, "num_files": check.num_files, "files": files_digest(paths),
-            "bad": [list(b) for b in check.bad],
-        })
-
-
-def run(config, verbose=None, overwrite=False):
-    """Trains and evaluates one config; returns the metrics dict it writes.
-
-    Raises:
-        lcreg_keras.errors.UserError: for a config that cannot run (checked
-            before any data is read or file written), data that cannot be
-            used, a model_dir in use by another run (`RunLockedError`) or
-            holding a run of another config or data (`RunMismatchError`,
-            unless `overwrite`).
-    """
-    import keras
-
-    from lcreg_keras.training import distribute
-    from lcreg_keras import run_dir
-    from lcreg_keras.recipes import validate
-
-    validate.check_config(config)  # before any data is read or file written
-    start = time.time()
-    distribute.prepare(config.distribution)  # before any TF op / JAX computation
-    scratch = distribute.worker_dir(config.model_dir)  # non-chief workers write here
-    _BACKUP_ROOT[scratch] = config.model_dir
-    config = config.replace(model_dir=scratch)
-    lock = run_dir.RunLock(config.model_dir).acquire()
-    try:
-        run_dir.remove_stale_temporaries(config.model_dir)
-        if lock.took_over:
-            print(_lock_note(lock.took_over), flush=True)
-        guard = _ManifestGuard(config, overwrite)
-        guard.check_config()
-        if config.mixed_precision:
-            keras.config.set_dtype_policy(config.mixed_precision)
-        return _run(config, verbose, guard, start)
-    finally:
-        lock.release()
-
-
-def _lock_note(holder):
-    return (f"note: took over the lock of PID {holder.get('pid')} on {holder.get('host')} "
-            "(that run is no longer running)")
-
-
-def _run(config, verbose, guard, start):
-    import keras
-
-    from lcreg_keras import run_dir
-    from lcreg_keras.errors import UserError
-    from lcreg_keras.recipes import datasets
-
-    stage1_dir = os.path.join(config.model_dir, "stage1")
-    if _finished(stage1_dir):
-        _check_heldout(config, stage1_dir)
-    keras.utils.set_random_seed(config.seed)
-    data = datasets.load(config, hooks=guard)
-    print(data.describe(), flush=True)
-    run_dir.write_json(os.path.join(config.model_dir, "preprocessing.json"), data.preprocessing)
-
-    try:
-        results = _train_and_evaluate(config, data, verbose)
-    except Exception as error:  # noqa: BLE001  (only the read error is replaced)
-        path = _unreadable_path(error)
-        if path is None:
-            raise
-        split = "train" if data.where("train", path) != path else "test"
-        raise UserError(_read_error_message(data.where(split, path))) from error
-    return _finish(config, data, results, start)
-
-
-def _train_and_evaluate(config, data, verbose):
-    """Both stages (those not finished earlier); returns each finished stage's report."""
-    import keras
-
-    from lcreg_keras.training import distribute
-    from lcreg_keras import run_dir
-    from lcreg_keras.recipes import baselines
-
-    stage_dirs = {s: os.path.join(config.model_dir, s) for s in ("stage1", "stage2")}
-    with distribute.distribution_scope(config.distribution) as where:
-        print(f"devices: {where}; {where.batch_note(config.batch_size, config.lr)}", flush=True)
-        if config.stage in ("1", "both"):
-            if _finished(stage_dirs["stage1"]):
-                print(f"stage 1: finished earlier, using {stage_dirs['stage1']}", flush=True)
-                _drop_backup(config, stage_dirs["stage1"])
-            else:
-                model = train_stage_one(config, data, verbose)
-                report = _with_best(config, evaluate(config, data, model, "stage1"),
-                                    stage_dirs["stage1"], config.epochs)
-                report["heldout_fraction"] = baselines.heldout_fraction(config)
-                _mark_finished(config, stage_dirs["stage1"], model, report)
-            run_dir.kill_point("between_stages")
-        if baselines.runs_stage_two(config):
-            if _finished(stage_dirs["stage2"]):
-                print(f"stage 2: finished earlier, using {stage_dirs['stage2']}", flush=True)
-                _drop_backup(config, stage_dirs["stage2"])
-            else:
-                # Always from the saved stage-one model (and a fresh seed), so
-                # stage two is the same whether stage one ran in this process.
-                keras.utils.set_random_seed(config.seed)
-                model = keras.saving.load_model(os.path.join(stage_dirs["stage1"], "model.keras"))
-                info = {}
-                model = train_stage_two(config, data, model, verbose, info=info)
-                report = _with_best(config, evaluate(config, data, model, "stage2"),
-                                    stage_dirs["stage2"], config.stage2_epochs)
-                if info:
-                    report[config.stage2] = json.loads(json.dumps(_plain(info)))
-                _mark_finished(config, stage_dirs["stage2"], model, report)
-    results = {}
-    for stage, folder in stage_dirs.items():
-        if _finished(folder) and (stage == "stage1" or baselines.runs_stage_two(config)):
-            results[stage] = run_dir.read_json(os.path.join(folder, "done.json"))
-    return results
-
-
-def _finish(config, data, results, start):
-    """The final model, metrics.json and the summary."""
-    import keras
-
-    from lcreg_keras import evaluation
-    from lcreg_keras import run_dir
-
-    stage_dirs = {s: os.path.join(config.model_dir, s) for s in ("stage1", "stage2")}
-    final_stage = "stage2" if "stage2" in results else "stage1"
-    final = results[final_stage]
-    final_model = os.path.join(stage_dirs[final_stage], "model.keras")
-    run_dir.replace_file(os.path.join(config.model_dir, "model.keras"),
-                         lambda tmp: shutil.copyfile(final_model, tmp))
-
-    images = _image_counts(config, data, final, stage_dirs)
-    metrics = {
-        "dataset": config.dataset,
-        "backend": keras.config.backend(),
-        "top1": final["top1"],  # the last epoch's: the headline
-        "top1_last": final["top1"],
-        "top1_best": final.get("top1_best"),  # over validated epochs, as MiSLAS
-        "top1_best_epoch": final.get("top1_best_epoch"),
-        "splits": final["splits"],
-        "ece": final.get("ece"),
-        "nll": final.get("nll"),
-        # The reported numbers are of z - posthoc_tau * log prior; "unadjusted": of z.
-        "posthoc_tau": config.posthoc_tau,
-        "unadjusted": final.get("unadjusted"),
-        "heldout_examples": 0 if data.heldout_labels is None else int(len(data.heldout_labels)),
-        "stages": results,
-        "paper_top1": config.paper_top1,
-        "images": images,
-        "train_examples": images["train"]["used"],
-        "test_examples": images["test"]["evaluated"],
-        "skipped_images": images["train"]["skipped"] + images["test"]["skipped"],
-        "total_seconds": round(time.time() - start, 1),
-        "config": _plain(dataclasses.asdict(config)),
-    }
-    run_dir.write_json(os.path.join(config.model_dir, "metrics.json"), metrics)
-    name = f"{config.dataset} (IF {config.imbalance_factor:g})"
-    for stage, result in results.items():
-        for report in result["splits"].values():
-            print(evaluation.format_report(report, name=f"{name} {stage}"), flush=True)
-        if result.get("ece") is not None:
-            print(f"{name} {stage}: ECE {100 * result['ece']:.2f} % (15 bins), "
-                  f"NLL {result['nll']:.3f}", flush=True)
-        if result.get("top1_best") is not None:
-            print(
-                f"{name} {stage}: top-1 last {100 * result['top1']:.2f} (headline), "
-                f"best {100 * result['top1_best']:.2f} at epoch {result['top1_best_epoch']} "
-                "of the validated epochs (what MiSLAS reports)",
-                flush=True,
-            )
-        if result.get("posthoc_tau"):
-            print(f"{name} {stage}: the numbers above are post-hoc logit-adjusted (tau "
-                  f"{result['posthoc_tau']:g}); unadjusted top-1 "
-                  f"{100 * result['unadjusted']['top1']:.2f}", flush=True)
-    if config.paper_top1 is not None:
-        print(f"paper: top-1 {config.paper_top1:.1f}", flush=True)
-    for line in _image_lines(images):
-        print(line, flush=True)
-    print(
-        f"time: {metrics['total_seconds'] / 60:.1f} min; metrics: "
-        f"{os.path.join(config.model_dir, 'metrics.json')}",
-        flush=True,
-    )
-    return metrics
-
-
-def _check_heldout(config, stage1_dir):
-    """A stage two must hold out what its stage one held out (else tau sees training data)."""
-    from lcreg_keras.recipes import baselines
-
-    with open(os.path.join(stage1_dir, "done.json")) as f:
-        trained = json.load(f).get("heldout_fraction")
-    wanted = baselines.heldout_fraction(config)
-    if trained is not None and abs(float(trained) - wanted) > 1e-12:
-        raise ValueError(
-            f"Stage one in {stage1_dir} held out {trained:g} of the training data, this "
-            f"stage two {wanted:g}: pass the same --heldout_fraction and --stage2 as stage one "
-            "(the held-out examples must not be ones the model trained on)."
-        )
-
-
-def _image_counts(config, data, final, stage_dirs):
-    """Images listed, skipped (at the scan and while reading) and used, per split."""
-    from lcreg_keras import run_dir
-
-    train = data.images.get("train", {})
-    listed = int(train.get("listed", int(sum(data.train_counts))))
-    at_scan = int(train.get("skipped_at_scan", 0))
-    failed = set()
-    for folder in stage_dirs.values():
-        failed.update(run_dir.read_json(os.path.join(folder, "skipped_while_reading.json"),
-                                        default=[]))
-    test = dict(final.get("test_images") or {
-        "listed": int(len(data.test_labels)), "evaluated": int(len(data.test_labels)),
-        "skipped_at_scan": 0, "skipped_while_reading": 0, "skipped_files": [],
-    })
-    test["skipped"] = test["skipped_at_scan"] + test["skipped_while_reading"]
-    return {
-        "train": {
-            "listed": listed,
-            "skipped_at_scan": at_scan,
-            "skipped_while_reading": len(failed),
-            "skipped": at_scan + len(failed),
-            "used": listed - at_scan - len(failed),
-            "skipped_files": [data.where("train", p) for p in sorted(failed)[:20]],
-            "scan": train.get("scan", "none"),
-        },
-        "test": test,
-    }
-
-
-def _image_lines(images):
-    train, test = images["train"], images["test"]
-    lines = [f"top-1 over {test['evaluated']:,} of {test['listed']:,} test images"
-             + (f" ({test['skipped_at_scan']} skipped at the scan, "
-                f"{test['skipped_while_reading']} while reading)" if test["skipped"] else "")]
-    if train["skipped"]:
-        lines.append(
-            f"trained on {train['used']:,} of {train['listed']:,} training images "
-            f"({train['skipped_at_scan']} skipped at the scan, "
-            f"{train['skipped_while_reading']} while reading)")
-    for split, info in (("train", train), ("test", test)):
-        for where in info.get("skipped_files", [])[:5]:
-            lines.append(f"  skipped {split} image: {where}")
-    return lines
 
 
 def _describe_model(config, model, data):
@@ -1042,5 +587,90 @@ def _describe_model(config, model, data):
     return (
         f"model: {config.backbone} + {what}; {model.count_params():,} parameters; "
         f"{config.epochs} epochs x {data.steps_per_epoch} steps, batch {config.batch_size}, "
-        f"backend {__import__('keras').config.backend()}"
+        f"backend {keras.config.backend()}"
     )
+
+
+def stage_callbacks(config, stage_dir, validate, data=None, backup_dir=None):
+    """Logging, checkpoints and crash recovery of one stage.
+
+    The order matters for resuming: the history row, the checkpoints and the
+    read-skip log of an epoch are written before its backup, so a kill
+    between them repeats the epoch (and rewrites them the same) instead of
+    losing them. `backup_dir`: the stage's backup (default
+    `stage_dir/backup`; another worker's is the chief's, `RunFolders.backup`).
+    """
+    stage = os.path.basename(stage_dir)
+    out = [
+        LearningRateLogger(),  # first: the loggers below see `learning_rate`
+        HistoryCSV(os.path.join(stage_dir, "history.csv")),
+        AtomicCheckpoint(os.path.join(stage_dir, "last.keras")),
+    ]
+    if validate:
+        out.append(AtomicCheckpoint(os.path.join(stage_dir, "best.keras"), monitor="val_accuracy"))
+    if data is not None:
+        skips = _ReadSkipLog(stage_dir, data)
+        out.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: skips.update()))
+    out += [
+        keras.callbacks.TensorBoard(os.path.join(stage_dir, "tensorboard"), update_freq="epoch"),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if config.latent:
+        out.append(LossShareMonitor())
+    images = _sample_images(data) if data is not None and config.latent else None
+    if images is not None:
+        out.append(LatentUsageImages(images, os.path.join(stage_dir, "tensorboard", "latents")))
+    # Resumes at the last finished epoch with the data order it would have
+    # had; only the chief worker writes, every worker restores. The backup is
+    # kept after the fit: it goes once the stage is marked finished, so a
+    # kill during the evaluation does not retrain the stage.
+    out.append(
+        resume.BackupAndRestore(
+            backup_dir or os.path.join(stage_dir, "backup"),
+            data_state=None if data is None else data.training_states(),
+            delete_checkpoint=False,
+        )
+    )
+    if os.environ.get("LCREG_KILL_AT"):
+        out.append(KillPoints(stage))
+    return out
+
+
+def _fit_kwargs(config, data, verbose, epochs):
+    validate = _validates(config, epochs)
+    if verbose is None:  # a bar on a terminal, one line an epoch in a log file
+        verbose = 1 if sys.stdout.isatty() else 2
+    kwargs = {"shuffle": False, "verbose": verbose}
+    if validate:
+        kwargs.update(validation_data=data.test, validation_freq=config.eval_every)
+    return kwargs
+
+
+def _sample_images(data, count=12):
+    """Model inputs of up to `count` test images, one class after another."""
+    for x, y in data.test.take(1):
+        x, y = np.asarray(x), np.asarray(y)
+        order = np.argsort(y, kind="stable")
+        picks = [order[np.searchsorted(y[order], c)] for c in np.unique(y)][:count]
+        return x[picks]
+    return None
+
+
+class _ReadSkipLog:
+    """Keeps `stage_dir/skipped_while_reading.json`: the training files that
+    failed while reading in this stage, over every process that trained it
+    (a resumed stage does not re-read the epochs before the kill)."""
+
+    def __init__(self, stage_dir, data):
+        self.path = os.path.join(stage_dir, "skipped_while_reading.json")
+        self.data = data
+
+    def paths(self):
+        return sorted(set(run_folder.read_json(self.path, default=[])) | set(
+            self.data.read_skips("train")))
+
+    def update(self):
+        before = run_folder.read_json(self.path, default=None)
+        now = self.paths()
+        if now and now != before:
+            run_folder.write_json(self.path, now)

@@ -9,7 +9,14 @@ before a dataset is loaded or anything is written in `--model_dir`.
 import math
 import os
 
+from lcreg_keras.training import distribute
+from lcreg_keras.backbones import BACKBONES
+from lcreg_keras.data import image_files
 from lcreg_keras.errors import UserError
+from lcreg_keras.evaluation import INDEX_PRESETS
+from lcreg_keras.lcreg.model import LATENT_AUG_SAMPLES
+from lcreg_keras.recipes import baselines
+from lcreg_keras.recipes import datasets
 
 _EXPERIMENT_CHOICES = {
     "fusion": ("residual", "replace", "none"),
@@ -71,13 +78,6 @@ def check_config(config):
     Returns:
         The config, unchanged.
     """
-    from lcreg_keras.training import distribute
-    from lcreg_keras.backbones import BACKBONES
-    from lcreg_keras.data.image_files import strict_decoder_missing
-    from lcreg_keras.evaluation import INDEX_PRESETS
-    from lcreg_keras.recipes import baselines
-    from lcreg_keras.recipes import datasets
-
     if config.dataset not in datasets.LOADERS:
         raise _fail("dataset", config.dataset, f"known datasets: {', '.join(sorted(datasets.LOADERS))}")
     _integer(config, "epochs", 1)
@@ -97,8 +97,6 @@ def check_config(config):
     for name in ("alpha", "beta", "gamma", "isda_lambda0", "color_jitter"):
         _non_negative(config, name)
     _positive(config, "temperature")
-    from lcreg_keras.lcreg.model import LATENT_AUG_SAMPLES
-
     if config.latent_aug_samples not in LATENT_AUG_SAMPLES:
         raise _fail("latent_aug_samples", config.latent_aug_samples,
                     f"one of {', '.join(LATENT_AUG_SAMPLES)}")
@@ -164,7 +162,7 @@ def check_config(config):
     if os.path.exists(config.model_dir) and not os.path.isdir(config.model_dir):
         raise _fail("model_dir", config.model_dir, "a folder, not a file")
     if datasets.check_mode(config.check_images) == "decode":
-        missing = strict_decoder_missing()
+        missing = image_files.strict_decoder_missing()
         if missing:
             raise UserError(missing)
     if config.stage == "2":

@@ -120,7 +120,7 @@ class HistoryCSV(keras.callbacks.Callback):
         import csv
         import io
 
-        from lcreg_keras import run_dir
+        from lcreg_keras.serving import run_folder as run_dir
 
         logs = dict(logs or {})
         # Columns: those of the file so far plus any new key (validation
@@ -167,7 +167,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.mode = mode
 
     def on_epoch_end(self, epoch, logs=None):
-        from lcreg_keras import run_dir
+        from lcreg_keras.serving import run_folder as run_dir
 
         if self.monitor is None:
             run_dir.save_model(self.model, self.path)
@@ -196,6 +196,6 @@ class KillPoints(keras.callbacks.Callback):
         self.prefix = prefix
 
     def on_train_batch_end(self, batch, logs=None):
-        from lcreg_keras import run_dir
+        from lcreg_keras.serving import run_folder as run_dir
 
         run_dir.kill_point(f"{self.prefix}.batch")
