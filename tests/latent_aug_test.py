@@ -361,3 +361,32 @@ def test_loss_share_monitor_warns_once_after_the_first_tenth(capsys):
     assert len(quiet.warned) == 1 and "share_recon" in quiet.warned[0]
     with pytest.raises(ValueError, match="threshold"):
         LossShareMonitor(threshold=0)
+
+
+@pytest.mark.multibackend
+def test_explicit_draws_of_a_rounded_low_rank_estimate_are_finite(rng):
+    """A rank-2 estimate with eigenvalues rounded below the jitter (as the
+    `latents` reading's running estimate gets) still factorises: finite draws
+    whose covariance is lam * (Sigma + shift I), the shift past its lowest
+    eigenvalue; a well-conditioned class beside it keeps its small jitter."""
+    d, n, lam = 16, 40000, 0.5
+    u = rng.normal(size=(d, 2))
+    low_rank = u @ u.T
+    w, v = np.linalg.eigh(low_rank)
+    w[:-2] = -1e-3 * w[-1]  # indefinite by far more than jitter * mean(diag)
+    bad = (v * w) @ v.T
+    a = rng.normal(size=(d, d))
+    good = a @ a.T / d + 0.1 * np.eye(d)
+    sigma = np.stack([bad, good]).astype("float32")
+    draws = to_np(covariance_noise(sigma, lam, seed=2, num_draws=n))
+    assert np.all(np.isfinite(draws))
+    eps = 1e-5 * np.abs(np.diagonal(sigma, axis1=1, axis2=2)).mean(-1) + 1e-12
+    lowest = np.linalg.eigvalsh(sigma.astype(np.float64))[:, 0]
+    shift = np.where(lowest > -0.5 * eps, eps, eps - 2 * lowest)
+    assert shift[1] == pytest.approx(eps[1]) and shift[0] > 1e-3 * w[-1]
+    for k in range(2):
+        target = lam * (sigma[k].astype(np.float64) + shift[k] * np.eye(d))
+        emp = np.cov(draws[:, k].T.astype(np.float64), bias=True)
+        var = np.diag(target)
+        stderr = np.sqrt((np.outer(var, var) + target ** 2) / n)
+        assert np.all(np.abs(emp - target) < 5 * stderr + 1e-4 * var.mean()), k

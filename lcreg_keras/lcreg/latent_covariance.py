@@ -215,8 +215,9 @@ def covariance_noise(covariance, scale, seed, num_draws=None, jitter=1e-5):
     `delta_c = sqrt(scale) L_c u`, `u ~ N(0, I)`; a diagonal one gives
     `delta_c = sqrt(scale * max(sigma_c, 0)) * u`. The jitter
     `eps_c = jitter * mean(diag Sigma_c) + 1e-12` keeps the factorisation
-    defined for the singular (or, after float32 rounding, barely indefinite)
-    running estimates; it adds `scale * eps_c` to each variance. Computed in
+    defined for the singular running estimates; where float32 rounding left
+    an eigenvalue `mu_c < -eps_c / 2`, `eps_c - 2 mu_c` replaces it. It adds
+    `scale * eps_c` to each variance. Computed in
     float32; the draw carries no gradient (`stop_gradient`), neither into the
     covariance nor into `scale`.
 
@@ -253,6 +254,12 @@ def covariance_noise(covariance, scale, seed, num_draws=None, jitter=1e-5):
     else:
         diagonal = ops.diagonal(covariance, axis1=1, axis2=2)
         eps = jitter * ops.mean(ops.abs(diagonal), axis=-1) + 1e-12  # (C,)
+        # A running estimate of low rank (the `latents` reading adds one
+        # sample per class a step) can round to eigenvalues below -eps, where
+        # the factorisation fails (TensorFlow raises). Such a class is shifted
+        # past its lowest eigenvalue; every other class keeps `eps`.
+        lowest = ops.eigh(covariance)[0][:, 0]  # ascending eigenvalues, (C,)
+        eps = ops.where(lowest > -0.5 * eps, eps, eps - 2.0 * lowest)
         eye = ops.eye(d, dtype="float32")
         factor = ops.cholesky(covariance + eps[:, None, None] * eye)  # lower, (C, D, D)
         pattern = "cde,ce->cd" if num_draws is None else "cde,nce->ncd"
