@@ -441,6 +441,53 @@ def test_mixup_batch_standalone():
         data.mixup_batch(images, onehot, 0.0, 0)
 
 
+def _key(seed, word, *data):
+    """The documented per-stream key: `[seed, word]` with each of `data` folded in."""
+    import tensorflow as tf
+
+    key = tf.constant([seed, word], tf.int64)
+    for value in data:
+        key = tf.random.experimental.stateless_fold_in(key, tf.constant(value, tf.int64))
+    return key
+
+
+def test_train_batches_follow_the_documented_keys():
+    """Each batch is re-derived from its keys (seed, stream, epoch, step) with
+    TF's stateless draws and NumPy for the image ops: the order, the pad /
+    crop offsets, the flips, the normalisation and the mixup of the first two
+    epochs. Pins the key scheme, hence the batches a seed gives."""
+    import tensorflow as tf
+
+    x, y = random_images(40, 6, 2, seed=4)
+    seed, pad, batch, word = 9, 2, 16, 0x4C435265  # "LCRe"
+    mean, std = np.array([0.4, 0.6], np.float32), np.array([0.2, 0.3], np.float32)
+    ds = data.small_image_train_dataset(x, y, 10, batch, mean, std, pad=pad,
+                                        mixup_alpha=0.5, seed=seed)
+    for epoch in range(2):
+        u = tf.random.stateless_uniform([40], seed=_key(seed, word, 1, epoch))
+        order = np.argsort(u.numpy(), kind="stable")
+        for step, (xb, yb) in enumerate(ds):
+            idx = order[step * batch:(step + 1) * batch]
+            s = tf.random.experimental.stateless_split(_key(seed, word, 2, epoch, step), 3)
+            top, left = (tf.random.stateless_uniform([batch], seed=s[i], minval=0,
+                                                     maxval=2 * pad + 1, dtype=tf.int32).numpy()
+                         for i in (0, 1))
+            flipped = tf.random.stateless_uniform([batch], seed=s[2]).numpy() < 0.5
+            padded = np.pad(x[idx], [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+            crops = np.stack([padded[i, top[i]:top[i] + 6, left[i]:left[i] + 6] for i in range(batch)])
+            crops[flipped] = crops[flipped, :, ::-1]
+            want = (crops.astype(np.float32) / np.float32(255.0) - mean) / std
+            m = tf.random.experimental.stateless_split(_key(seed, word, 3, epoch, step), 3)
+            g1, g2 = (float(tf.random.stateless_gamma([], seed=m[i], alpha=0.5)) for i in (0, 1))
+            lam = g1 / (g1 + g2)
+            perm = np.argsort(tf.random.stateless_uniform([batch], seed=m[2]).numpy(), kind="stable")
+            onehot = np.eye(10, dtype=np.float32)[y[idx]]
+            np.testing.assert_allclose(xb.numpy(), lam * want + (1 - lam) * want[perm],
+                                       rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(yb.numpy(), lam * onehot + (1 - lam) * onehot[perm],
+                                       atol=1e-6)
+
+
 def test_drop_remainder_and_buffered_shuffle():
     x, y = random_images(50, 8, 3)
     ds = data.small_image_train_dataset(x, y, 10, 16, 0.5, 0.25)
@@ -549,3 +596,13 @@ def test_module_exports():
         assert hasattr(data, name)
     assert long_tail.long_tailed_counts is data.long_tailed_counts
     assert pipeline.mixup_batch is data.mixup_batch
+    # The builders live by subject; `pipelines` and `pipeline` re-export them.
+    from lcreg_keras.data import array_pipelines
+    from lcreg_keras.data import epochs
+    from lcreg_keras.data import file_pipelines
+    from lcreg_keras.data import pipeline as old_name
+
+    assert old_name is pipeline
+    assert pipeline.small_image_train_dataset is array_pipelines.small_image_train_dataset
+    assert pipeline.image_train_dataset is file_pipelines.image_train_dataset
+    assert pipeline.PipelineState is epochs.PipelineState is data.PipelineState

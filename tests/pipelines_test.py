@@ -79,6 +79,22 @@ def test_train_independent_of_global_seed(tree):
     np.testing.assert_array_equal(a, b)
 
 
+def test_train_order_follows_the_documented_key(tree):
+    """Epoch e's order is argsort(uniform(n)) keyed on [seed, "IMG1"] folded
+    with the order stream (14) and e, re-derived here from the labels."""
+    paths, labels = tree["train"]
+    seed = 6
+    ds = data.image_train_dataset(paths, labels, 5, 8, seed=seed, color_jitter=0.0, **SMALL)
+    for epoch in range(2):
+        key = tf.constant([seed, 0x494D4731], tf.int64)
+        for value in (14, epoch):
+            key = tf.random.experimental.stateless_fold_in(key, tf.constant(value, tf.int64))
+        order = np.argsort(tf.random.stateless_uniform([len(paths)], seed=key).numpy(),
+                           kind="stable")
+        got = np.concatenate([y.numpy() for _, y in ds])
+        np.testing.assert_array_equal(got, np.asarray(labels)[order[:len(got)]])
+
+
 def test_train_class_aware_sampler(tree):
     paths, labels = tree["train"]
     ds = data.image_train_dataset(paths, labels, 5, 10, sampler="class_aware",

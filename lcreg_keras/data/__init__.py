@@ -5,8 +5,10 @@
 - `long_tail` (the CIFAR-LT rule), `balanced` (the class-aware sampler and
   the stage-two epoch), `heldout` (a held-out split);
 - `transforms`: the one copy of each image op (training, evaluation, export);
-- `pipelines`: the dataset builders (arrays and image files) and their
-  `PipelineState`.
+- `array_pipelines` (arrays), `file_pipelines` (image files): the tf.data
+  builders; `epochs`: what both use (the epoch skeleton keyed on
+  `(seed, epoch, step)`, `PipelineState`, mixup, the sampler);
+  `pipelines` re-exports all three.
 """
 
 from lcreg_keras.data.balanced import SAMPLES_PER_CLASS
@@ -34,14 +36,14 @@ from lcreg_keras.data.image_files import keep_readable
 from lcreg_keras.data.long_tail import class_counts
 from lcreg_keras.data.long_tail import long_tailed_counts
 from lcreg_keras.data.long_tail import long_tailed_subset
-from lcreg_keras.data.pipelines import PipelineState
-from lcreg_keras.data.pipelines import channel_stats
-from lcreg_keras.data.pipelines import image_eval_dataset
-from lcreg_keras.data.pipelines import image_train_dataset
-from lcreg_keras.data.pipelines import mixup_batch
-from lcreg_keras.data.pipelines import skipped_images
-from lcreg_keras.data.pipelines import small_image_eval_dataset
-from lcreg_keras.data.pipelines import small_image_train_dataset
+from lcreg_keras.data.array_pipelines import channel_stats
+from lcreg_keras.data.array_pipelines import small_image_eval_dataset
+from lcreg_keras.data.array_pipelines import small_image_train_dataset
+from lcreg_keras.data.epochs import PipelineState
+from lcreg_keras.data.epochs import mixup_batch
+from lcreg_keras.data.file_pipelines import image_eval_dataset
+from lcreg_keras.data.file_pipelines import image_train_dataset
+from lcreg_keras.data.file_pipelines import skipped_images
 
 __all__ = [
     "CIFAR_MEAN",
