@@ -20,31 +20,21 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from lcreg_keras.evaluation import plots  # noqa: E402
 from lcreg_keras.evaluation.evaluate import class_names_of  # noqa: E402
-from lcreg_keras.recipes import datasets  # noqa: E402
-from lcreg_keras.recipes import runner  # noqa: E402
-from lcreg_keras.recipes.evaluate import load_recipe_config  # noqa: E402
-from lcreg_keras.serving.trained_run import load_model  # noqa: E402
+from lcreg_keras.recipes import model_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-    runner.define_flags()
-    for kind, name, default, text in (
-        ("string", "model", None, "The .keras file."),
-        ("string", "recipe", None, "Recipe module name in lcreg_keras.recipes."),
-        ("string", "out", "latent_maps.png", "Output PNG."),
+    model_flags.define_flags("latent_maps.png", "Output PNG.", extra=[
         ("integer", "num_images", 6, "Test images to draw (from different classes)."),
         ("integer", "top_k", 3, "Top latents highlighted and mapped per image."),
         ("string", "usage_out", None, "Optional PNG of the latent-usage heat map."),
-    ):
-        if name not in FLAGS:
-            getattr(flags, f"DEFINE_{kind}")(name, default, text)
+    ])
 
 
 def pick_examples(data, num_images):
@@ -80,12 +70,7 @@ def test_inputs(data, indices):
 
 
 def run():
-    if not FLAGS.model or not FLAGS.recipe:
-        raise app.UsageError("--model and --recipe are required.")
-    config = runner.apply_flags(load_recipe_config(FLAGS.recipe))
-    model = load_model(FLAGS.model)
-    data = datasets.load(config)
-    print(data.describe(), flush=True)
+    _, model, data = model_flags.load_model_and_data()
     indices = pick_examples(data, FLAGS.num_images)
     x = test_inputs(data, indices)
     mean = np.asarray(data.preprocessing.get("mean", [0.0]), np.float32)
@@ -111,14 +96,7 @@ def run():
 
 
 def main(argv=None):
-    define_flags()
-
-    def _main(args):
-        if len(args) > 1:
-            raise app.UsageError(f"Unexpected arguments: {args[1:]}")
-        run()
-
-    app.run(_main, argv=argv)
+    model_flags.main(define_flags, run, argv)
 
 
 if __name__ == "__main__":

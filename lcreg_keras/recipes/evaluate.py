@@ -31,22 +31,19 @@ recipe's `metrics.json` reports them.
 - `accuracy_by_frequency.png`: per-class accuracy against training count.
 """
 
-import importlib
 import json
 import os
 import sys
 
 import keras
 import numpy as np
-from absl import app
 from absl import flags
 
 from lcreg_keras.evaluation.evaluate import class_names_of
 from lcreg_keras.evaluation.evaluate import evaluate_model
 from lcreg_keras.evaluation.evaluate import summary
-from lcreg_keras.recipes import datasets
-from lcreg_keras.recipes import runner
-from lcreg_keras.serving.trained_run import load_model
+from lcreg_keras.recipes import model_flags
+from lcreg_keras.recipes.model_flags import load_recipe_config  # noqa: F401  (public name)
 from lcreg_keras.serving.trained_run import run_file
 
 FLAGS = flags.FLAGS
@@ -54,31 +51,10 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """The recipe flags (`runner.define_flags`) plus this tool's; once."""
-    runner.define_flags()
-    if "recipe" not in FLAGS:
-        flags.DEFINE_string("model", None, "The .keras file to evaluate.")
-        flags.DEFINE_string(
-            "recipe", None, "Recipe module name in lcreg_keras.recipes (or a dotted path)."
-        )
-        flags.DEFINE_string("out", None, "Output folder (default: eval/ beside --model).")
-        flags.DEFINE_integer("num_bins", 15, "Confidence bins of the ECE.")
-
-
-def load_recipe_config(recipe):
-    """The `Config` of `lcreg_keras.recipes.<recipe>` (or a dotted module path)."""
-    name = recipe if "." in recipe else f"lcreg_keras.recipes.{recipe}"
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name != name:
-            raise
-        raise ValueError(
-            f"No recipe {recipe!r}: module {name} not found. Recipes live in "
-            "lcreg_keras/recipes/ (e.g. fashion_mnist_lt)."
-        ) from error
-    if not hasattr(module, "get_config"):
-        raise ValueError(f"Module {name} has no get_config(); is it a recipe?")
-    return module.get_config()
+    model_flags.define_flags(
+        out_help="Output folder (default: eval/ beside --model).",
+        extra=[("integer", "num_bins", 15, "Confidence bins of the ECE.")],
+    )
 
 
 def compare_with_run(model_path, data):
@@ -115,12 +91,7 @@ def compare_with_run(model_path, data):
 
 def run(argv_unused=None):
     """Evaluates `--model` on `--recipe`'s test set; returns the report."""
-    if not FLAGS.model or not FLAGS.recipe:
-        raise app.UsageError("--model and --recipe are required.")
-    config = runner.apply_flags(load_recipe_config(FLAGS.recipe))
-    model = load_model(FLAGS.model)
-    data = datasets.load(config)
-    print(data.describe(), flush=True)
+    config, model, data = model_flags.load_model_and_data()
     for warning in compare_with_run(FLAGS.model, data):
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     out_dir = FLAGS.out or os.path.join(os.path.dirname(os.path.abspath(FLAGS.model)), "eval")
@@ -154,14 +125,7 @@ def run(argv_unused=None):
 
 def main(argv=None):
     """Entry point of `python -m lcreg_keras.recipes.evaluate` and `tools/evaluate.py`."""
-    define_flags()
-
-    def _main(args):
-        if len(args) > 1:
-            raise app.UsageError(f"Unexpected arguments: {args[1:]}")
-        run()
-
-    app.run(_main, argv=argv)
+    model_flags.main(define_flags, run, argv)
 
 
 if __name__ == "__main__":
