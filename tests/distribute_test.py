@@ -128,6 +128,19 @@ def test_batch_note_states_global_batch_and_lr():
         assert where == "one device" and where.replicas == 1 and where.kind == "none"
 
 
+def test_distribution_scope_takes_what_prepare_returned():
+    """The runner hands `prepare`'s result to `distribution_scope` (no module cache)."""
+    from lcreg_keras.training import distribute
+
+    made = distribute.prepare("none")
+    assert made is None
+    with distribute.distribution_scope("none", prepared=made) as where:
+        assert where.kind == "none" and where.replicas == 1
+    with pytest.raises(TypeError, match="prepared"):
+        with distribute.distribution_scope("none", prepared="mirrored"):
+            pass
+
+
 @pytest.mark.slow
 def test_tf_mirrored_two_cpus_matches_one_device(tmp_path):
     """MirroredStrategy on 2 logical CPUs == one device, covariance state included."""

@@ -317,7 +317,8 @@ def run(config, verbose=None, overwrite=False):
     """
     validate.check_config(config)  # before any data is read or file written
     start = time.time()
-    distribute.prepare(config.distribution)  # before any TF op / JAX computation
+    # Before any TF op / JAX computation; handed to the training below.
+    prepared = distribute.prepare(config.distribution)
     folders = RunFolders(outputs=distribute.worker_dir(config.model_dir),
                          backups=config.model_dir)
     config = config.replace(model_dir=folders.outputs)
@@ -338,7 +339,7 @@ def run(config, verbose=None, overwrite=False):
         run_folder.write_json(os.path.join(config.model_dir, "preprocessing.json"),
                               data.preprocessing)
         try:
-            results = _train_and_evaluate(config, data, folders, verbose)
+            results = _train_and_evaluate(config, data, folders, verbose, prepared)
         except Exception as error:  # noqa: BLE001  (only the read error is replaced)
             path = _unreadable_path(error)
             if path is None:
@@ -350,10 +351,13 @@ def run(config, verbose=None, overwrite=False):
         lock.release()
 
 
-def _train_and_evaluate(config, data, folders, verbose):
-    """Both stages (those not finished earlier); returns each finished stage's report."""
+def _train_and_evaluate(config, data, folders, verbose, prepared):
+    """Both stages (those not finished earlier); returns each finished stage's report.
+
+    `prepared`: what `distribute.prepare(config.distribution)` returned.
+    """
     stage_dirs = {s: folders.stage(s) for s in ("stage1", "stage2")}
-    with distribute.distribution_scope(config.distribution) as where:
+    with distribute.distribution_scope(config.distribution, prepared=prepared) as where:
         print(f"devices: {where}; {where.batch_note(config.batch_size, config.lr)}", flush=True)
         if config.stage in ("1", "both"):
             if finished(stage_dirs["stage1"]):

@@ -91,8 +91,11 @@ import keras
 CHOICES = ("auto", "none", "mirrored", "multi_worker", "data_parallel")
 
 # The TensorFlow strategies and JAX distributions made so far, by name: a
-# MultiWorkerMirroredStrategy can be made only once in a process.
+# MultiWorkerMirroredStrategy can be made only once in a process, so `prepare`
+# hands out the one made before. Callers that can should pass what `prepare`
+# returned to `distribution_scope(prepared=...)` (the runner does).
 _PREPARED = {}
+_NOT_GIVEN = object()  # `distribution_scope`'s `prepared` was not passed
 
 
 class Placement(str):
@@ -363,16 +366,39 @@ def _placement(kind, made):
     return Placement("one device")
 
 
+def _kind_of(made):
+    """The `CHOICES` entry of what `prepare` returned."""
+    if made is None:
+        return "none"
+    if isinstance(made, keras.distribution.DataParallel):
+        return "data_parallel"
+    import tensorflow as tf
+
+    if isinstance(made, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multi_worker"
+    if isinstance(made, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    raise TypeError(
+        "`prepared` must be what `prepare` returned (a MirroredStrategy, a "
+        f"MultiWorkerMirroredStrategy, a DataParallel or None). Received: {made!r}"
+    )
+
+
 @contextlib.contextmanager
-def distribution_scope(name="auto", devices=None):
+def distribution_scope(name="auto", devices=None, prepared=_NOT_GIVEN):
     """Context in which to build, compile and fit; yields a `Placement`.
 
     The `Placement` is a string ("mirrored: 2 replicas", "one device", ...)
     with `kind`, `replicas`, `workers`, `worker` and `batch_note(batch, lr)`.
     `name` and `devices` as in `prepare`, which this calls (a no-op when it
-    ran before with the same arguments).
+    ran before with the same arguments) unless `prepared`, what `prepare`
+    returned, is handed over (the runner does: nothing then passes through
+    this module's cache).
     """
-    kind, made = _prepared(name, devices)
+    if prepared is _NOT_GIVEN:
+        kind, made = _prepared(name, devices)
+    else:
+        kind, made = _kind_of(prepared), prepared
     if made is None:
         yield _placement("none", None)
         return
