@@ -161,6 +161,29 @@ def test_tf_mirrored_two_cpus_matches_one_device(tmp_path):
     assert result["bn"]["moving_mean_copies_diff"] > 1e2 * ATOL
 
 
+def test_tf_mirrored_one_step_loss_matches_one_device(tmp_path):
+    """One training step, L_aug and L_recon on: the total loss on 2 replicas == one device.
+
+    The terms reach `compute_loss` in each replica's own `y_pred`. Through
+    `add_loss` each replica would also sum the other replica's terms (the
+    layer's loss list is shared by the replica threads), which this catches:
+    the auxiliary part of the loss is far above the tolerance.
+    """
+    result = run_child("tf_mirrored_one_step", tmp_path)
+    print(json.dumps(result, indent=1))
+    one, two = result["none"], result["mirrored"]
+    assert two["placement"] == "mirrored: 2 replicas" and one["placement"] == "one device"
+    assert one["loss_aug"] > 0 and one["loss_recon"] > 0
+    aux = one["loss"] - one["loss_cls"]  # alpha L_aug + beta L_recon + weight decay
+    assert aux > 1e3 * ATOL, one
+    for term in ("loss", "loss_cls", "loss_aug", "loss_recon", "isda_lambda"):
+        assert abs(one[term] - two[term]) <= ATOL, (term, one[term], two[term])
+    # The shares are ratios on each replica's local batch, averaged over the
+    # replicas (like latents_in_use): close to the global ratio, not equal.
+    for term in ("share_aug", "share_recon"):
+        assert abs(one[term] - two[term]) <= 0.05 * one[term], (term, one[term], two[term])
+
+
 @pytest.mark.slow
 def test_jax_data_parallel_two_devices_matches_one_device(tmp_path):
     """keras.distribution.DataParallel over 2 host devices == one device."""
@@ -433,6 +456,36 @@ def _child_tf_mirrored(out):
             copies = layer.moving_mean.value.values
             result[norm]["moving_mean_copies_diff"] = _max_diff([copies[0]], [copies[1]])
     _write(out, "tf_mirrored", result)
+
+
+def _child_tf_mirrored_one_step(out):
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+    import keras
+
+    from lcreg_keras.models import LCRegModel
+    from lcreg_keras.training.distribute import distribution_scope
+
+    x, y = _toy_images()
+    batch = tf.data.Dataset.from_tensors((x[:BATCH].astype("float32") / 255.0, y[:BATCH]))
+    result, init = {}, None
+    for name, devices in (("none", None), ("mirrored", ["/cpu:0", "/cpu:1"])):
+        keras.utils.set_random_seed(0)
+        with distribution_scope(name, devices=devices) as where:
+            model = LCRegModel(_backbone(), num_classes=3, num_latents=4, weight_decay=1e-3, seed=0)
+            model.compile(keras.optimizers.SGD(0.05, momentum=0.9))
+            model.build((None, 8, 8, 3))
+            if init is None:
+                init = model.get_weights()
+            model.set_weights(init)
+            logs = model.fit(batch, epochs=1, steps_per_epoch=1, verbose=0).history
+        result[name] = {term: float(values[0]) for term, values in logs.items()}
+        result[name]["placement"] = str(where)
+    _write(out, "tf_mirrored_one_step", result)
 
 
 def _child_jax_data_parallel(out):

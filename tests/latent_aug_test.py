@@ -110,8 +110,8 @@ def test_parts_loss_is_eq6_over_all_part_features(mode, rng):
     features = to_np(model.backbone(x)).astype(np.float64)
     pool = model.latent_pool
     latents, kernel, bias = (to_np(v).astype(np.float64) for v in (pool.latents, pool.kernel, pool.bias))
-    logits = model(x, training=True)  # step 1 of 2: lambda 0.4
-    model.compute_loss(x, y, logits, training=True)
+    out = model(x, training=True)  # step 1 of 2: lambda 0.4
+    model.compute_loss(x, y, out, training=True)
     g = np_part_features(features, np_weights(features, latents, kernel, bias))  # (6, 5, D)
     sigma = np.stack([np.cov(g[:, k].T, bias=True) for k in range(5)])
     if mode == "diagonal":
@@ -202,8 +202,8 @@ def test_explicit_latents_reach_the_prediction_in_training_only(rng):
     explicit(x)
     explicit.set_weights(plain.get_weights())  # same weights, covariance state and seed
     np.testing.assert_allclose(to_np(explicit(x)), to_np(plain(x)), rtol=1e-6)
-    train = [to_np(explicit(x, training=True)) for _ in range(3)]
-    base = [to_np(plain(x, training=True)) for _ in range(3)]
+    train = [to_np(explicit(x, training=True)["logits"]) for _ in range(3)]
+    base = [to_np(plain(x, training=True)["logits"]) for _ in range(3)]
     np.testing.assert_allclose(base[1], base[2], rtol=1e-6)  # no draw: no change
     # The first step's covariance comes from one batch; later draws move f_hat.
     assert not np.allclose(train[1], base[1], rtol=1e-4)
@@ -286,8 +286,8 @@ def test_loss_shares_are_logged_and_follow_eq7(rng):
         latent_aug_samples="parts", total_steps=4,
     )
     model(x)
-    logits = model(x, training=True)
-    model.compute_loss(x, y, logits, training=True)
+    out = model(x, training=True)
+    model.compute_loss(x, y, out, training=True)
     got = {k: float(model.trackers[k].result()) for k in
            ("loss_cls", "loss_aug", "loss_recon", "share_aug", "share_recon")}
     total = 1.3 * got["loss_cls"] + 0.3 * got["loss_aug"] + 0.7 * got["loss_recon"]
@@ -332,8 +332,7 @@ def test_isda_lambda0_zero_is_plain_latent_class_ce(rng):
     latents, kernel, bias = (to_np(v).astype(np.float64) for v in (pool.latents, pool.kernel, pool.bias))
     model.latent_covariance.covariance.assign(
         np.full(model.latent_covariance.covariance.shape, 5.0, "float32"))  # irrelevant at lambda 0
-    model(x, training=True)
-    terms = model._handoff.terms
+    terms = model(x, training=True)  # the logits and the terms
     g = np_part_features(features, np_weights(features, latents, kernel, bias))
     logits = g.reshape(-1, g.shape[-1]) @ kernel[:, :5] + bias[:5]
     labels = np.tile(np.arange(5), 4)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from lcreg_keras.data import mixup_batch
 from lcreg_keras.layers import CosineClassifier
 from lcreg_keras.losses import BalancedSoftmaxCrossentropy
 from lcreg_keras.losses import ClassBalancedCrossentropy
@@ -17,6 +18,7 @@ from lcreg_keras.losses import ldam_margins
 from lcreg_keras.models import CosineLCRegModel
 from lcreg_keras.models import LCRegModel
 from tests.model_test import SHAPE
+from tests.model_test import mixup_dataset
 from tests.model_test import tiny_backbone
 
 pytestmark = pytest.mark.multibackend
@@ -239,19 +241,28 @@ def lcreg_model(loss, **kwargs):
     return LCRegModel(tiny_backbone(), num_classes=4, num_latents=4, seed=1, **kwargs)
 
 
-def test_each_loss_is_lcreg_l_cls_on_in_step_mixup_labels(rng):
-    """Compiled into LCRegModel, each loss gets the mixed soft labels of the step."""
+def test_each_loss_is_lcreg_l_cls_on_pipeline_mixup_labels(rng):
+    """Compiled into LCRegModel, each loss gets the soft labels `mixup_batch` made.
+
+    Each loss through `compute_loss` on one mixed batch; the last one
+    (class-balanced focal) through `fit` on the same batch from a tf.data map
+    too, where lr 0 keeps the logits.
+    """
     x, y = images(rng, 8)
     onehot = np.eye(4, dtype="float32")[y]
+    xm, soft = (ops.convert_to_numpy(t) for t in mixup_batch(x, onehot, 1.0, seed=(4, 0)))
+    assert np.abs(soft - onehot).max() > 0.05  # mixed
     for loss in all_losses():
-        model = lcreg_model(loss, mixup_alpha=1.0)
-        model.compile(keras.optimizers.SGD(0.05), loss=loss)
-        logits = model(x, training=True)
-        lam, order = (ops.convert_to_numpy(v) for v in model._handoff.mix)
-        got = float(ops.convert_to_numpy(model.compute_loss(x, y, logits, training=False)))
-        soft = lam * onehot + (1 - lam) * onehot[order]
-        np.testing.assert_allclose(got, value(loss, soft, ops.convert_to_numpy(logits)), rtol=1e-5,
-                                   err_msg=loss.name)
+        model = lcreg_model(loss)
+        model.compile(keras.optimizers.SGD(0.0), loss=loss)
+        out = model(xm, training=True)
+        got = float(ops.convert_to_numpy(model.compute_loss(xm, soft, out, training=False)))
+        logits = ops.convert_to_numpy(out["logits"])
+        np.testing.assert_allclose(got, value(loss, soft, logits), rtol=1e-5, err_msg=loss.name)
+    logs = model.fit(mixup_dataset(x, y, 4, 1.0, 4, 8), epochs=1, verbose=0, shuffle=False).history
+    logits = model.predict(xm, verbose=0)
+    np.testing.assert_allclose(logs["loss_cls"][0], value(loss, soft, logits), rtol=1e-4,
+                               err_msg=loss.name)
 
 
 # --------------------------------------------------------------------------
@@ -302,11 +313,10 @@ def test_cosine_classifier_is_scaled_cosine(rng):
 def test_cosine_model_has_one_classifier_and_reloads(tmp_path, rng):
     x, y = images(rng, 16)
     loss = LDAMLoss(COUNTS, scale=8.0, drw_epoch=1)
-    # Trained in fit on the in-step mixup's soft labels.
-    model = CosineLCRegModel(tiny_backbone(), num_classes=4, latent=False, classifier_scale=8.0,
-                             mixup_alpha=1.0)
+    # Trained in fit on the pipeline mixup's soft labels.
+    model = CosineLCRegModel(tiny_backbone(), num_classes=4, latent=False, classifier_scale=8.0)
     model.compile(keras.optimizers.SGD(0.01), loss=loss)
-    logs = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+    logs = model.fit(mixup_dataset(x, y, 4, 1.0, 0, 8), epochs=1, verbose=0, shuffle=False).history
     assert np.all(np.isfinite(logs["loss"]))
     assert [layer.name for layer in model.layers].count("classifier") == 1
     logits = model.predict(x, verbose=0)

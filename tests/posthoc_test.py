@@ -197,10 +197,10 @@ def test_crt_reinitialises_and_retrains_only_the_classifier(rng):
     assert np.abs(fresh[0] - old_kernel).max() > 1e-3 and np.all(fresh[1] == 0)
     assert not model.classifier.scale.trainable
     # The loss is plain cross-entropy on integer labels.
-    logits = model(x[:8], training=True)
-    z = ops.convert_to_numpy(logits)
+    out = model(x[:8], training=True)
+    z = ops.convert_to_numpy(out["logits"])
     expected = -np.mean(np_log_softmax(z)[np.arange(8), y[:8]])
-    got = ops.convert_to_numpy(model.compute_loss(x[:8], y[:8], logits, training=True))
+    got = ops.convert_to_numpy(model.compute_loss(x[:8], y[:8], out, training=True))
     np.testing.assert_allclose(float(got), expected, rtol=1e-5)
     model.fit(x, y, batch_size=16, epochs=1, steps_per_epoch=4, verbose=0, shuffle=False)
     for a, b in zip(before, frozen_state(model)):

@@ -10,6 +10,7 @@ from lcreg_keras.models import LCRegModel
 from lcreg_keras.backbones.applications import _with_trainable_bottleneck
 from lcreg_keras.training.stage_two import DecoupledStageTwo
 from lcreg_keras.training.stage_two import frozen_sublayers
+from tests.model_test import mixup_dataset
 from tests.model_test import tiny_backbone
 from tests.model_test import toy_data
 
@@ -21,10 +22,11 @@ def _numpy(variables):
 
 
 def _stage_one(rng):
+    """Stage one as the recipes run it: mixup in the input pipeline, soft labels."""
     x, y = toy_data(rng, n=64)
-    model = LCRegModel(tiny_backbone(batchnorm=True), num_classes=3, num_latents=4, mixup_alpha=0.5)
+    model = LCRegModel(tiny_backbone(batchnorm=True), num_classes=3, num_latents=4)
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9))
-    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    model.fit(mixup_dataset(x, y, 3, 0.5, 0, 16), epochs=1, verbose=0, shuffle=False)
     return model, x, y
 
 
@@ -65,9 +67,9 @@ def test_places_trunk_stays_frozen_under_shift_bn(reload, rng, tmp_path):
     x, y = toy_data(rng, n=64)
     trunk = tiny_backbone(batchnorm=True)  # stands in for ResNet-152
     backbone = _with_trainable_bottleneck(trunk, True, 4, "places", bn_momentum=0.9, bn_epsilon=1e-5)
-    model = LCRegModel(backbone, num_classes=3, num_latents=4, mixup_alpha=0.5)
+    model = LCRegModel(backbone, num_classes=3, num_latents=4)
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9))
-    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    model.fit(mixup_dataset(x, y, 3, 0.5, 0, 16), epochs=1, verbose=0, shuffle=False)
     if reload:
         model.save(str(tmp_path / "stage1.keras"))
         model = keras.saving.load_model(str(tmp_path / "stage1.keras"))
@@ -100,9 +102,13 @@ def test_stage_two_loss_is_label_aware_smoothing(rng):
     model, x, y = _stage_one(rng)
     stage_two = DecoupledStageTwo([40, 16, 8], eps_head=0.4, eps_tail=0.1, weight_decay=0.0)
     stage_two.apply(model, steps_per_epoch=4)
-    logits = model(x[:8], training=True)
-    loss = float(model.compute_loss(x[:8], y[:8], logits, training=True))
-    z = ops.convert_to_numpy(logits).astype(np.float64)
+    out = model(x[:8], training=True)
+    loss = float(model.compute_loss(x[:8], y[:8], out, training=True))
+    z = ops.convert_to_numpy(out["logits"]).astype(np.float64)
+    # No mixup in stage two: the step classifies the images it is given
+    # (BatchNorm in inference mode, so the training logits are model(x)'s),
+    # and the loss is on the integer labels.
+    np.testing.assert_allclose(z, ops.convert_to_numpy(model(x[:8])), rtol=1e-5, atol=1e-6)
     logp = z - z.max(-1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
     eps = 0.1 + 0.3 * np.sin(np.pi * (np.array([40, 16, 8]) - 8) / (2 * 32))

@@ -75,13 +75,19 @@ def keras_step_worker(args):
     n = args.batch * args.steps
     x = rng.normal(size=(n,) + shape).astype("float32")
     y = rng.integers(0, args.classes, size=n)
+    # Mixup belongs to the input pipeline (`lcreg_keras.data.mixup_batch`, on
+    # the input threads): mixed once here, the step trains on soft labels.
+    lam, partner = 0.7, rng.permutation(n)
+    onehot = np.eye(args.classes, dtype="float32")[y]
+    x = lam * x + (1 - lam) * x[partner]
+    y = lam * onehot + (1 - lam) * onehot[partner]
     results = {}
     for name in args.variants.split(","):
         keras.utils.set_random_seed(0)
         backbone = get_backbone(args.backbone, shape, **({"width": 16} if args.backbone == "resnet32" else {}))
         model = LCRegModel(
             backbone, num_classes=args.classes, num_latents=args.num_latents,
-            covariance=args.covariance, mixup_alpha=1.0, weight_decay=5e-4, **VARIANTS[name],
+            covariance=args.covariance, weight_decay=5e-4, **VARIANTS[name],
         )
         model.compile(keras.optimizers.SGD(0.1, momentum=0.9), jit_compile=args.jit)
         warm = args.batch * max(2, args.steps // 5)

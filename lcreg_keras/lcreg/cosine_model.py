@@ -10,7 +10,7 @@ from lcreg_keras.lcreg.model import LCRegModel
 class CosineLCRegModel(LCRegModel):
     """`LCRegModel` whose classifier is a `CosineClassifier`: logits `s * cos(x, w_j)`.
 
-    Everything else (backbone, latent pool, Eq. 7, mixup, stage two) is
+    Everything else (backbone, latent pool, Eq. 7, stage two) is
     `LCRegModel`'s. This is the model LDAM (Cao et al., 2019) trains: their
     CIFAR ResNet-32 ends in `NormedLinear` and their loss scales its
     cosines by `s = 30`; here the scale is part of the classifier, so

@@ -1,6 +1,5 @@
 """LCRegModel: a classifier that learns from latent categories (LCReg Sec. 3, Eq. 1-7)."""
 
-import threading
 import warnings
 
 import keras
@@ -19,6 +18,15 @@ from lcreg_keras.lcreg.latent_isda import latent_isda_loss
 from lcreg_keras.lcreg.diagnostics import latent_usage
 
 FUSIONS = ("residual", "replace", "none")
+# The key of the logits in `call`'s training output (the other keys are TERMS).
+OUTPUT_LOGITS = "logits"
+# How to mix instead of the model's former `mixup_alpha`.
+MIXUP_HOW = (
+    "mix the global batch in the input pipeline: map `lcreg_keras.data.mixup_batch` "
+    "over a batched tf.data.Dataset (one-hot labels in, soft labels out; example in "
+    "the LCRegModel docstring), or use the recipes' pipelines "
+    "(`small_image_train_dataset` / `image_train_dataset` with `mixup_alpha=...`)."
+)
 # The samples of Eq. 5-6 (spec Sec. 3.a / 3.b).
 LATENT_AUG_SAMPLES = ("latents", "parts")
 
@@ -51,8 +59,8 @@ class LCRegModel(keras.Model):
     logits          = Dense(C)(GAP(f + f_hat))         # fusion="residual"
     ```
 
-    The model's output is the class logits only. During training the loss is
-    Eq. 7, `gamma * L_cls + alpha * L_aug + beta * L_recon`, where `L_cls` is
+    `model(x)`, `predict` and an export return the class logits `(B, C)`.
+    During training the loss is Eq. 7, `gamma * L_cls + alpha * L_aug + beta * L_recon`, where `L_cls` is
     the compiled loss (when `compile` gets no loss: `SoftmaxCrossentropy`,
     which takes integer or mixup soft labels), `L_recon` is Eq. 4 and `L_aug` is the latent ISDA loss
     of Eq. 6 on the M latent classes: class weights the first M columns of
@@ -96,9 +104,15 @@ class LCRegModel(keras.Model):
     them. `call(training=True)` computes the auxiliary terms, updates the
     covariance state and the step counter (non-trainable variables, updated
     like BatchNorm statistics, so TensorFlow, JAX's stateless step and PyTorch
-    all carry them), and hands the terms to `compute_loss`, which every
-    backend's `train_step` calls. `compute_loss` adds them to the compiled
-    loss, adds the coupled weight decay, and updates the per-term metrics
+    all carry them), and returns the terms with the logits in its output,
+    a dict `{"logits": (B, C), "loss_aug": (), "loss_recon": (), ...}`
+    (`evaluate` gets the same dict). Every backend's `train_step` passes
+    that output as `y_pred` to `compute_loss` and `compute_metrics`; each
+    replica of a distributed step has its own, so nothing is shared between
+    replicas (Keras' `add_loss` list is, under `tf.distribute`: see
+    `compute_loss`). `compute_loss` (Eq. 7, the one place) takes `L_cls` of
+    the logits, adds the weighted terms and the coupled weight decay, and
+    updates the per-term metrics
     (`loss_cls`, `loss_aug`, `loss_recon`, `isda_lambda`, each auxiliary
     term's share of Eq. 7's total `L = gamma L_cls + alpha L_aug + beta L_recon`
     (weight decay excluded), `share_aug = alpha L_aug / L` and
@@ -106,7 +120,13 @@ class LCRegModel(keras.Model):
     diagnostics of spec Sec. 9: `latents_in_use`, `top_latent_share`,
     `mean_max_weight`, `saturated_fraction`), which `fit` shows in its logs.
     `evaluate` (also `fit`'s validation) reports them on its data too, without
-    touching any state.
+    touching any state. Compiled metrics (`compile(metrics=...)`) see the
+    logits only.
+
+    Mixup: the model does not mix. Mix the global batch in the input
+    pipeline with `lcreg_keras.data.mixup_batch` (as the recipes'
+    pipelines do: the same mixup on any number of replicas) and give the
+    model the soft labels; see the example below.
 
     Args:
         backbone: a `keras.Model` (or layer) mapping images to a feature map
@@ -123,7 +143,7 @@ class LCRegModel(keras.Model):
             `GAP(f_hat)`, `"none"` classifies `GAP(f)` (latents then act only
             through the auxiliary losses).
         latent: bool; False gives the plain baseline (backbone, GAP, Dense)
-            with the same training step (mixup, weight decay).
+            with the same training step (weight decay).
         latent_aug: bool, whether `L_aug` is trained (Table 4 ablation).
         latent_recon: bool, whether `L_recon` is trained (Table 4 ablation).
             Table 4's "latent category only" row is `isda_lambda0=0` (plain
@@ -137,19 +157,16 @@ class LCRegModel(keras.Model):
         recon_scale: scale of the correlation matrix in Eq. 4 (`None`:
             `1/sqrt(D)`).
         total_steps: `T` of the lambda ramp; `None` lets `fit` set it.
-        mixup_alpha: > 0 mixes each training batch inside the step (mixup,
-            `Beta(alpha, alpha)` per batch, a random partner permutation) and
-            trains `L_cls` on the mixed soft labels. Leave 0 when the input
-            pipeline already mixes. `alpha = 1` draws `lam` as a uniform
-            (the same law), which XLA compiles; on TensorFlow other values
-            need a gamma sampler XLA lacks, so the model then declines
-            `jit_compile` (`"auto"` resolves to no XLA; `True` warns).
+        mixup_alpha: only 0 (kept so existing calls work); any other value
+            raises a `ValueError`: mix in the input pipeline instead (see
+            "Mixup" above). A saved model's nonzero value is dropped on
+            loading, with a warning.
         weight_decay: coupled (PyTorch-style) weight decay: adds
             `weight_decay / 2 * sum(w ** 2)` over all trainable weights to the
             loss, so `weight_decay * w` joins the gradient before momentum, as
             in MiSLAS.
-        seed: seed of the in-step mixup and of the explicit draws (a
-            `keras.random.SeedGenerator` each, seeded from `seed`).
+        seed: seed of the explicit draws (`latent_aug_explicit`; a
+            `keras.random.SeedGenerator` seeded from `seed + 1`).
         **kwargs: standard `keras.Model` arguments.
 
     Example:
@@ -158,6 +175,15 @@ class LCRegModel(keras.Model):
     >>> model = LCRegModel(resnet32((28, 28, 1)), num_classes=10, num_latents=40)
     >>> model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
     >>> model.fit(x_train, y_train, epochs=2, batch_size=128)  # doctest: +SKIP
+
+    Mixup in a `tf.data` map (the soft labels reach `L_cls`):
+
+    >>> import tensorflow as tf
+    >>> from lcreg_keras.data import mixup_batch
+    >>> train = tf.data.Dataset.from_tensor_slices((x_train, y_train)).batch(128)
+    >>> train = train.enumerate().map(
+    ...     lambda step, xy: mixup_batch(xy[0], tf.one_hot(xy[1], 10), 1.0, seed=(0, step)))
+    >>> model.fit(train, epochs=2)  # doctest: +SKIP
     """
 
     def __init__(
@@ -204,12 +230,12 @@ class LCRegModel(keras.Model):
                 "`latent_aug_explicit=True` draws from the covariance that L_aug "
                 "estimates: it needs `latent=True` and `latent_aug=True`."
             )
+        _refuse_mixup(mixup_alpha)
         for name, value in (
             ("alpha", alpha),
             ("beta", beta),
             ("gamma", gamma),
             ("isda_lambda0", isda_lambda0),
-            ("mixup_alpha", mixup_alpha),
             ("weight_decay", weight_decay),
         ):
             if not value >= 0:
@@ -236,7 +262,6 @@ class LCRegModel(keras.Model):
         self.cosine_scale = cosine_scale
         self.recon_scale = recon_scale
         self.total_steps = total_steps
-        self.mixup_alpha = float(mixup_alpha)
         self.weight_decay = float(weight_decay)
         self.seed = seed
 
@@ -259,26 +284,14 @@ class LCRegModel(keras.Model):
             )
         self.pooling = keras.layers.GlobalAveragePooling2D(name="gap")
         self.classifier = self._make_classifier()
-        self.mixup_seed = keras.random.SeedGenerator(seed, name="mixup_seed")
         if self.latent_aug_explicit:
-            # Its own stream (not the mixup's); only built when used, so models
-            # saved without it keep their variable list.
+            # Only built when used, so models without it keep their variable list.
             self.explicit_seed = keras.random.SeedGenerator(
                 None if seed is None else int(seed) + 1, name="explicit_seed"
             )
         self.trackers = {name: keras.metrics.Mean(name=name) for name in TERMS}
-        # Terms handed from `call` to `compute_loss` of the same step; one slot
-        # per thread, since MirroredStrategy traces replicas in threads.
-        # Keras' own channel, `add_loss`, is not per replica there: a layer's
-        # `_losses` list is shared by the replica threads, which switch at
-        # every merge_call (our `only_first_replica` assigns in `call`), so a
-        # replica's `compute_loss` also sums the other replica's terms
-        # (measured with Keras 3.15 / TF 2.21 on 2 logical CPUs: one device
-        # 17.5, two replicas 22.75 for the same batch; no Keras 3 issue found,
-        # the TF 1 analogue is tensorflow/tensorflow#23056). On JAX,
-        # `add_loss` is the only way (besides `y_pred` and variables) for a
-        # value of `call` to reach `compute_loss`, and it carries losses only.
-        self._handoff = threading.local()
+        # True inside `evaluate`: `call(training=False)` then returns the
+        # terms too (the dict of `call`), for the per-term metrics.
         self._aux_in_eval = False
         self._pending_total_steps = None
         self._default_loss = SoftmaxCrossentropy()
@@ -320,19 +333,25 @@ class LCRegModel(keras.Model):
 
     # ---------------------------------------------------------------- forward
     def call(self, inputs, training=False):
-        mix = None
-        x = inputs
-        if training and self.mixup_alpha > 0:
-            x, mix = self._mixup(x)
-        features = self.backbone(x, training=training)
+        """The class logits; in training (and in `evaluate`) with the terms.
+
+        Returns:
+            `(B, C)` float32 logits when `training` is False (`model(x)`,
+            `predict`, export); otherwise a dict `{"logits": logits, name:
+            value}` with this step's scalar terms (`loss_aug`, `loss_recon`,
+            `isda_lambda`, the latent-usage diagnostics; none for
+            `latent=False`), which Keras' trainers pass as `y_pred` to
+            `compute_loss` and `compute_metrics`.
+        """
+        features = self.backbone(inputs, training=training)
         terms = {}
         fused = features
         if self.latent:
             fused, terms = self._latent_branch(features, training)
         logits = ops.cast(self.classifier(self.pooling(fused)), "float32")
-        self._handoff.terms = terms
-        self._handoff.mix = mix
-        return logits
+        if not (training or self._aux_in_eval):
+            return logits
+        return {OUTPUT_LOGITS: logits, **terms}
 
     def _latent_branch(self, features, training):
         want_terms = training or self._aux_in_eval
@@ -382,47 +401,32 @@ class LCRegModel(keras.Model):
         ramp = ops.where(total > 0, ops.minimum(step / ops.maximum(total, 1.0), 1.0), 1.0)
         return self.isda_lambda0 * ramp
 
-    @property
-    def supports_jit(self):
-        """Keras' XLA switch, derived from `mixup_alpha` (stage two sets it to 0).
-
-        On TensorFlow a Beta draw with `alpha` other than 0 or 1 needs
-        `StatelessRandomGammaV3`, which has no XLA kernel.
-        """
-        alpha = getattr(self, "mixup_alpha", 0.0)
-        gamma = keras.backend.backend() == "tensorflow" and alpha not in (0.0, 1.0)
-        return self._supports_jit and not gamma
-
-    @supports_jit.setter
-    def supports_jit(self, value):
-        self._supports_jit = bool(value)
-
-    def _mixup(self, x):
-        batch = ops.shape(x)[0]
-        if self.mixup_alpha == 1.0:
-            # Beta(1, 1) is Uniform(0, 1); no gamma draws, so XLA compiles it.
-            lam = keras.random.uniform((), seed=self.mixup_seed)
-        else:
-            lam = keras.random.beta(
-                (), self.mixup_alpha, self.mixup_alpha, seed=self.mixup_seed
-            )
-        order = ops.argsort(keras.random.uniform((batch,), seed=self.mixup_seed))
-        lam_x = ops.cast(lam, x.dtype)
-        return lam_x * x + (1 - lam_x) * ops.take(x, order, axis=0), (lam, order)
-
     # ------------------------------------------------------------------- loss
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        terms = getattr(self._handoff, "terms", None) or {}
-        mix = getattr(self._handoff, "mix", None)
-        self._handoff.terms = self._handoff.mix = None
-        if mix is not None and y is not None:
-            lam = ops.cast(mix[0], "float32")
-            order = ops.convert_to_tensor(mix[1])
-            soft = y
-            if len(y.shape) < 2 or y.shape[-1] == 1:
-                soft = ops.one_hot(ops.reshape(y, (-1,)), self.num_classes)
-            soft = ops.cast(soft, "float32")
-            y = lam * soft + (1 - lam) * ops.take(soft, order, axis=0)
+        """Eq. 7: `gamma L_cls + alpha L_aug + beta L_recon` (+ weight decay).
+
+        Args:
+            x, y, sample_weight: as `keras.Model.compute_loss`.
+            y_pred: the output of `call`: the dict of a training step (or
+                of `evaluate`), whose terms enter Eq. 7, or plain logits
+                (then Eq. 7 is `gamma L_cls` and the weight decay).
+            training: whether the auxiliary terms and the weight decay count
+                (in `evaluate` they are only reported).
+
+        Returns:
+            The scalar loss of this replica.
+        """
+        # The terms travel in `y_pred`, not on `self`: under `tf.distribute`
+        # each replica's `call` returns its own. Keras' channel, `add_loss`,
+        # is not per replica there: a layer's `_losses` list is shared by the
+        # replica threads, which switch at every merge_call (our
+        # `only_first_replica` assigns in `call`), so a replica's
+        # `compute_loss` would also sum the other replica's terms (measured
+        # with Keras 3.15 / TF 2.21 on 2 logical CPUs: one device 17.5, two
+        # replicas 22.75 for the same batch; the TF 1 analogue is
+        # tensorflow/tensorflow#23056). tests/distribute_test.py checks one
+        # step on 2 replicas against one device.
+        logits, terms = split_outputs(y_pred)
         # Under a tf.distribute strategy each of R replicas returns its share
         # of the loss and the gradients are summed: Keras' losses come divided
         # by R already, our own terms are divided here (1 elsewhere).
@@ -431,11 +435,11 @@ class LCRegModel(keras.Model):
         if getattr(self, "loss", None) is None:
             # Compiled without a loss: L_cls is softmax cross-entropy on
             # integer or soft labels; `add_loss` terms still count.
-            loss_cls = self._default_loss(y, y_pred, sample_weight)
+            loss_cls = self._default_loss(y, logits, sample_weight)
             extra = [ops.sum(ops.cast(v, "float32")) for v in self.losses]
         else:
             loss_cls = super().compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+                x=x, y=y, y_pred=logits, sample_weight=sample_weight, training=training
             )
         total = self.gamma * loss_cls
         if training and "loss_aug" in terms:
@@ -506,7 +510,10 @@ class LCRegModel(keras.Model):
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        logs = super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        # Compiled metrics see the logits only (the terms reach the trackers
+        # in `compute_loss`).
+        logits, _ = split_outputs(y_pred)
+        logs = super().compute_metrics(x, y, logits, sample_weight=sample_weight)
         # keras-team/keras#20585: see `distribute.reducible_step_logs`.
         return distribute.reducible_step_logs(logs)
 
@@ -519,22 +526,20 @@ class LCRegModel(keras.Model):
         Args:
             *args, **kwargs: `keras.Model.compile` arguments.
             weight_decay: coupled weight decay (see the constructor).
-            mixup_alpha: in-step mixup (see the constructor); set before
-                Keras resolves `jit_compile`, which depends on it.
+            mixup_alpha: `None` or 0 only, as in the constructor (the model
+                does not mix; the input pipeline does).
             classifier_lr_factor: the classifier's gradient scale (its
                 learning-rate factor, `LCRegClassifier.gradient_scale`).
         """
-        for name, value in (("weight_decay", weight_decay), ("mixup_alpha", mixup_alpha)):
-            if value is not None and not value >= 0:
-                raise ValueError(f"`{name}` must be >= 0. Received: {name}={value}")
+        _refuse_mixup(mixup_alpha)
+        if weight_decay is not None and not weight_decay >= 0:
+            raise ValueError(f"`weight_decay` must be >= 0. Received: weight_decay={weight_decay}")
         if classifier_lr_factor is not None and not classifier_lr_factor > 0:
             raise ValueError(
                 f"`classifier_lr_factor` must be positive. Received: {classifier_lr_factor}"
             )
         if weight_decay is not None:
             self.weight_decay = float(weight_decay)
-        if mixup_alpha is not None:
-            self.mixup_alpha = float(mixup_alpha)
         if classifier_lr_factor is not None:
             self.classifier.gradient_scale = float(classifier_lr_factor)
         return super().compile(*args, **kwargs)
@@ -621,7 +626,6 @@ class LCRegModel(keras.Model):
                 "cosine_scale": self.cosine_scale,
                 "recon_scale": self.recon_scale,
                 "total_steps": self.total_steps,
-                "mixup_alpha": self.mixup_alpha,
                 "weight_decay": self.weight_decay,
                 "seed": self.seed,
             }
@@ -631,8 +635,54 @@ class LCRegModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        # Models saved while the model could mix carry `mixup_alpha`; it only
+        # acted in training, so the loaded model predicts the same.
+        mixup_alpha = config.pop("mixup_alpha", 0.0)
+        if mixup_alpha:
+            warnings.warn(
+                f"The saved LCRegModel mixed its training batches (mixup_alpha="
+                f"{mixup_alpha}); the model no longer mixes, so the value is "
+                f"dropped. To train it further with mixup, {MIXUP_HOW}"
+            )
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+def split_outputs(y_pred):
+    """`(logits, terms)` of `LCRegModel.call`'s output (a dict or plain logits).
+
+    Args:
+        y_pred: the dict `{"logits": ..., name: value}` of a training step
+            or of `evaluate`, or a logits tensor.
+
+    Returns:
+        The logits and a dict of the other entries (empty for plain logits).
+
+    Example:
+
+    >>> logits, terms = split_outputs(model(x, training=True))  # doctest: +SKIP
+    >>> sorted(terms)[:2]  # doctest: +SKIP
+    ['isda_lambda', 'latents_in_use']
+    """
+    if isinstance(y_pred, dict):
+        terms = dict(y_pred)
+        return terms.pop(OUTPUT_LOGITS), terms
+    return y_pred, {}
+
+
+def _refuse_mixup(mixup_alpha):
+    """The model does not mix: only `None` or 0 is accepted."""
+    if mixup_alpha is None:
+        return
+    try:
+        if float(mixup_alpha) == 0:
+            return
+    except (TypeError, ValueError):
+        pass
+    raise ValueError(
+        f"LCRegModel does not mix its training batches (received mixup_alpha="
+        f"{mixup_alpha!r}; only 0 is accepted). To train with mixup, {MIXUP_HOW}"
+    )
 
 
 def _infer_steps(x, batch_size):

@@ -70,10 +70,12 @@ LCReg's state under data parallelism (checked by tests/distribute_test.py):
   fixes both: global batch statistics, identical copies, the one-device
   numbers. Under JAX's `DataParallel` the batch statistics are those of the
   global batch and the moving averages are one array, as on one device.
-- Mixup: the recipes mix in the input pipeline, on the global batch, before
-  it is split, so mixup is the same on any number of replicas.
-  `LCRegModel(mixup_alpha=...)` mixes inside the step instead; under
-  `tf.distribute` each replica then mixes within its local batch.
+- Mixup: the input pipeline mixes (`lcreg_keras.data.mixup_batch`), on the
+  global batch, before it is split, so mixup is the same on any number of
+  replicas; the model itself never mixes.
+- The auxiliary terms reach `compute_loss` in each replica's own `y_pred`
+  (the dict `LCRegModel.call` returns in training), not through `add_loss`,
+  whose list the replica threads share under `tf.distribute`.
 - Multi-worker output files: every worker runs the same callbacks. Only the
   chief (`is_chief()`) should write the shared files (backup, checkpoints,
   logs, metrics); `worker_dir(path)` gives the others a scratch folder.

@@ -57,8 +57,10 @@ class DecoupledStageTwo:
       momentum), and gets MiSLAS's learnable per-class logit scaling
       (initialised to ones) trained at `lr`;
     - the loss is label-aware smoothing (`LabelAwareSmoothing`, concave by
-      default) on integer labels, without mixup; L_aug and L_recon drop out
-      because nothing they could train is trainable;
+      default) on integer labels, without mixup (the model never mixes; give
+      it a pipeline that does not either: the recipes' stage-two pipelines
+      have `mixup_alpha=0`); L_aug and L_recon drop out because nothing they
+      could train is trainable;
     - SGD with momentum, coupled weight decay, cosine decay over `epochs`.
 
     The input must be class-balanced: build it with the class-aware sampler
@@ -185,7 +187,6 @@ class DecoupledStageTwo:
             loss=self.loss,
             metrics=metrics,
             weight_decay=self.weight_decay,
-            mixup_alpha=0.0,
             classifier_lr_factor=self.lr_factor,
         )
         return model
