@@ -10,6 +10,7 @@
 """
 
 from lcreg_keras.backbones.applications import places_resnet152
+from lcreg_keras.backbones.batch_norm import BatchNormalization
 from lcreg_keras.backbones.applications import resnet50
 from lcreg_keras.backbones.applications import resnet152
 from lcreg_keras.backbones.resnet_cifar import PadShortcut
@@ -88,6 +89,7 @@ def get_backbone(name, input_shape=None, **kwargs):
 
 __all__ = [
     "BACKBONES",
+    "BatchNormalization",
     "PadShortcut",
     "cifar_resnet",
     "get_backbone",

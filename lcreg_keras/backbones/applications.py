@@ -25,8 +25,10 @@ which converts one into the other inside the model.
 import warnings
 
 import keras
+
 from keras import ops
 
+from lcreg_keras.backbones.batch_norm import BatchNormalization
 from lcreg_keras.backbones.resnet_cifar import _conv_initializer
 from lcreg_keras.data.normalization import IMAGENET_MEAN
 from lcreg_keras.data.normalization import IMAGENET_STD
@@ -144,7 +146,7 @@ def _bottleneck_head(x, filters, name, bn_momentum, bn_epsilon):
             data_format="channels_last",
             name=f"{name}_{suffix}_conv",
         )(y)
-        return keras.layers.BatchNormalization(
+        return BatchNormalization(
             axis=-1,
             momentum=bn_momentum,
             epsilon=bn_epsilon,

@@ -33,7 +33,10 @@ The models take channels-last images of any size (for example 32x32x3 or
 """
 
 import keras
+
 from keras import ops
+
+from lcreg_keras.backbones.batch_norm import batch_norm
 
 SHORTCUTS = ("pad", "projection")
 
@@ -131,10 +134,7 @@ def _conv(x, filters, kernel_size, strides, name, regularizer):
     )(x)
 
 
-def _bn(x, name, momentum, epsilon):
-    return keras.layers.BatchNormalization(
-        axis=-1, momentum=momentum, epsilon=epsilon, name=name
-    )(x)
+_bn = batch_norm
 
 
 def _basic_block(x, filters, strides, shortcut, name, bn_kwargs, regularizer):

@@ -47,6 +47,8 @@ No pretrained weights are bundled (MiSLAS trains these from scratch);
 
 import keras
 
+from lcreg_keras.backbones.batch_norm import batch_norm
+
 # Blocks per stage.
 DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 EXPANSION = 4
@@ -76,10 +78,7 @@ def _conv(x, filters, kernel_size, strides, name, padding):
     )(x)
 
 
-def _bn(x, name, momentum, epsilon):
-    return keras.layers.BatchNormalization(
-        axis=-1, momentum=momentum, epsilon=epsilon, name=name
-    )(x)
+_bn = batch_norm
 
 
 def bottleneck_v1_5(x, planes, strides, name, bn_momentum=0.9, bn_epsilon=1e-5):
