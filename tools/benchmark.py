@@ -30,6 +30,20 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run from a checkout without installing
+# `levers`: each setting is (name, backend, extra flags), run in this order
+# beside the PyTorch reference, in every round. The TensorFlow rows add one
+# lever at a time to the one before.
+LEVERS = {
+    "tf_before": ("tensorflow", ["--onednn=0", "--bn=keras"]),
+    "tf_onednn": ("tensorflow", ["--onednn=1", "--bn=keras"]),
+    "tf_onednn_fused_bn": ("tensorflow", ["--onednn=1", "--bn=fused"]),
+    "tf_onednn_fused_bn_spe8": ("tensorflow", ["--onednn=1", "--bn=fused", "--steps_per_execution=8"]),
+    "tf_onednn_fused_bn_xla": ("tensorflow", ["--onednn=1", "--bn=fused", "--jit=true"]),
+    "jax": ("jax", []),
+    "jax_spe8": ("jax", ["--steps_per_execution=8"]),
+    "torch": ("torch", []),
+    "torch_spe8": ("torch", ["--steps_per_execution=8"]),
+}
 VARIANTS = {
     "plain": dict(latent=False),
     "latent_only": dict(latent_aug=False, latent_recon=False),
@@ -61,35 +75,21 @@ def _best_of(repeats, run):
 
 def keras_step_worker(args):
     """One backend: img/s of each variant. Runs in a child process."""
-    import numpy as np
-
     import keras
-
-    from lcreg_keras.backbones import get_backbone
-    from lcreg_keras.models import LCRegModel
 
     if args.mixed_precision:
         keras.config.set_dtype_policy(args.mixed_precision)
-    shape = (args.image_size, args.image_size, 3)
-    rng = np.random.default_rng(0)
-    n = args.batch * args.steps
-    x = rng.normal(size=(n,) + shape).astype("float32")
-    y = rng.integers(0, args.classes, size=n)
-    # Mixup belongs to the input pipeline (`lcreg_keras.data.mixup_batch`, on
-    # the input threads): mixed once here, the step trains on soft labels.
-    lam, partner = 0.7, rng.permutation(n)
-    onehot = np.eye(args.classes, dtype="float32")[y]
-    x = lam * x + (1 - lam) * x[partner]
-    y = lam * onehot + (1 - lam) * onehot[partner]
+    if args.bn == "keras":  # the lever off: Keras' unfused batch norm everywhere
+        from lcreg_keras.backbones.batch_norm import BatchNormalization
+
+        BatchNormalization._fused = lambda self, inputs, training, mask: False
+    x, y = _mixed_batches(args)
+    n = len(x)
     results = {}
     for name in args.variants.split(","):
-        keras.utils.set_random_seed(0)
-        backbone = get_backbone(args.backbone, shape, **({"width": 16} if args.backbone == "resnet32" else {}))
-        model = LCRegModel(
-            backbone, num_classes=args.classes, num_latents=args.num_latents,
-            covariance=args.covariance, weight_decay=5e-4, **VARIANTS[name],
-        )
-        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), jit_compile=args.jit)
+        model = _keras_model(args, name)
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), jit_compile=args.jit,
+                      steps_per_execution=args.steps_per_execution)
         warm = args.batch * max(2, args.steps // 5)
         model.fit(x[:warm], y[:warm], batch_size=args.batch, epochs=1, verbose=0)
         # The best of `repeats` timed epochs: the first variant of a process
@@ -100,6 +100,45 @@ def keras_step_worker(args):
               f"({cores:.2f} cores busy)", file=sys.stderr, flush=True)
     results["peak_rss_mb"] = _peak_rss_mb()
     print(json.dumps(results))
+
+
+def _mixed_batches(args):
+    """Synthetic images and mixup soft labels, mixed per batch as the recipes' pipelines mix.
+
+    Mixing is done once here (the recipes mix in the input pipeline, not in
+    the step), so the timed step is the model's; the PyTorch reference mixes
+    inside its step, which costs one blend of the batch (negligible beside a
+    ResNet step).
+    """
+    import numpy as np
+
+    shape = (args.image_size, args.image_size, 3)
+    rng = np.random.default_rng(0)
+    n = args.batch * args.steps
+    x = rng.normal(size=(n,) + shape).astype("float32")
+    y = np.eye(args.classes, dtype="float32")[rng.integers(0, args.classes, size=n)]
+    for start in range(0, n, args.batch):
+        lam = rng.beta(1.0, 1.0)
+        batch = slice(start, start + args.batch)
+        order = rng.permutation(args.batch)
+        x[batch] = lam * x[batch] + (1 - lam) * x[batch][order]
+        y[batch] = lam * y[batch] + (1 - lam) * y[batch][order]
+    return x, y
+
+
+def _keras_model(args, variant):
+    import keras
+
+    from lcreg_keras.backbones import get_backbone
+    from lcreg_keras.models import LCRegModel
+
+    keras.utils.set_random_seed(0)
+    shape = (args.image_size, args.image_size, 3)
+    backbone = get_backbone(args.backbone, shape, **({"width": 16} if args.backbone == "resnet32" else {}))
+    return LCRegModel(
+        backbone, num_classes=args.classes, num_latents=args.num_latents,
+        covariance=args.covariance, weight_decay=5e-4, **VARIANTS[variant],
+    )
 
 
 def torch_reference_worker(args):
@@ -178,6 +217,84 @@ def torch_reference_worker(args):
                              "cores_busy": cores}, "peak_rss_mb": _peak_rss_mb()}))
 
 
+def profile_worker(args):
+    """One backend: the top ops of LCReg's training step by self time. Runs in a child process."""
+    import tempfile
+
+    import keras
+
+    x, y = _mixed_batches(args)
+    model = _keras_model(args, "lcreg")
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), jit_compile=args.jit,
+                  steps_per_execution=args.steps_per_execution)
+    model.fit(x, y, batch_size=args.batch, epochs=1, verbose=0)  # compiles
+    backend = keras.config.backend()
+    epoch = lambda: model.fit(x, y, batch_size=args.batch, epochs=1, verbose=0)  # noqa: E731
+    if backend == "torch":
+        import torch
+
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            epoch()
+        ops = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    else:
+        folder = tempfile.mkdtemp(prefix="lcreg-profile-")
+        if backend == "jax":
+            import jax
+
+            jax.profiler.start_trace(folder)
+            epoch()
+            jax.profiler.stop_trace()
+        else:
+            import tensorflow as tf
+
+            tf.profiler.experimental.start(folder)
+            epoch()
+            tf.profiler.experimental.stop()
+        ops = _xplane_op_times(folder)
+    total = sum(ops.values())
+    top = sorted(ops.items(), key=lambda kv: -kv[1])[: args.top]
+    print(json.dumps({"total_ms_per_step": total / 1000 / args.steps,
+                      "top": [{"op": k, "ms_per_step": v / 1000 / args.steps, "share": v / total}
+                              for k, v in top]}))
+
+
+def _xplane_op_times(folder):
+    """{op type: self time in us} from the TensorFlow / JAX profiler's xplane files under `folder`.
+
+    Reads them with TensorFlow's own converter (the profiler plugin's
+    `framework_op_stats`, the table TensorBoard shows); idle time is left out.
+    """
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
+
+    paths = glob.glob(os.path.join(folder, "**", "*.xplane.pb"), recursive=True)
+    data, _ = _pywrap_profiler_plugin.xspace_to_tools_data(paths, "framework_op_stats", {})
+    table = json.loads(data)[0]
+    column = {c["id"]: i for i, c in enumerate(table["cols"])}
+    ops = {}
+    for row in table["rows"]:
+        values = [cell.get("v") for cell in row["c"]]
+        kind = values[column["type"]]
+        if kind != "IDLE":
+            ops[kind] = ops.get(kind, 0.0) + values[column["total_self_time"]]
+    return ops
+
+
+def run_profile(args, passthrough):
+    """Prints, per backend, the top ops of the LCReg step by self time (Markdown)."""
+    report = {"machine": _machine(), "settings": vars(args).copy(), "backends": {}}
+    lines = []
+    for backend in [b for b in args.backends.split(",") if b and b != "none"]:
+        result = _child(["_profile"] + passthrough, backend, args.threads, args.onednn)
+        report["backends"][backend] = result
+        lines += [f"\n{backend}: {result.get('total_ms_per_step', float('nan')):.0f} ms of op self time a step"
+                  f"{' (' + result['error'] + ')' if 'error' in result else ''}",
+                  "", "| op | ms / step | share |", "|---|---|---|"]
+        lines += [f"| {t['op']} | {t['ms_per_step']:.1f} | {100 * t['share']:.1f} % |"
+                  for t in result.get("top", [])]
+    print("\n".join(lines))
+    _write(args.out, "profile.json", report)
+
+
 def thread_environment(threads, env=None):
     """A copy of `env` (default: this process's) with CPU thread pools of `threads`.
 
@@ -193,8 +310,9 @@ def thread_environment(threads, env=None):
     return env
 
 
-def _child(argv, backend=None, threads=None):
+def _child(argv, backend=None, threads=None, onednn="1"):
     env = thread_environment(threads)
+    env["TF_ENABLE_ONEDNN_OPTS"] = str(onednn)
     if backend:
         env["KERAS_BACKEND"] = backend
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -211,13 +329,13 @@ def run_step(args, passthrough):
     report = {"machine": _machine(), "settings": vars(args).copy(), "backends": {}}
     for backend in [b for b in args.backends.split(",") if b and b != "none"]:
         print(f"backend {backend}:", flush=True)
-        report["backends"][backend] = _child(["_keras_step"] + passthrough, backend, args.threads)
+        report["backends"][backend] = _child(["_keras_step"] + passthrough, backend, args.threads, args.onednn)
     if args.reference:
         ref = {}
         for compiled in ([False, True] if args.torch_compile else [False]):
             extra = ["--torch_compile"] if compiled else []
             result = _child(["_torch_step"] + [a for a in passthrough if a != "--torch_compile"] + extra,
-                            threads=args.threads)
+                            threads=args.threads, onednn=args.onednn)
             ref.update({k: v for k, v in result.items() if k != "peak_rss_mb"})
         report["torch_reference"] = ref
     for result in report["backends"].values():
@@ -225,6 +343,47 @@ def run_step(args, passthrough):
             result["overhead_ratio"] = result["plain"]["img_per_s"] / result["lcreg"]["img_per_s"]
     print("\n" + summary_table({"this run": report}))
     _write(args.out, "step.json", report)
+
+
+def run_levers(args):
+    """Every setting of `--levers` and the PyTorch reference, `--rounds` times, interleaved.
+
+    Prints LCReg's img/s per setting and round, and its ratio to the
+    reference timed in the same round (a ratio measured side by side is
+    what carries across machines and days).
+    """
+    common = [f"--{k}={getattr(args, k)}" for k in
+              ("variants", "backbone", "image_size", "batch", "steps", "repeats", "classes",
+               "num_latents", "covariance")]
+    if args.mixed_precision:
+        common.append(f"--mixed_precision={args.mixed_precision}")
+    names = [n for n in args.levers.split(",") if n]
+    unknown = sorted(set(names) - set(LEVERS))
+    if unknown:
+        raise SystemExit(f"unknown --levers {unknown}; choose from {sorted(LEVERS)}")
+    variant = args.variants.split(",")[-1]
+    rounds = []
+    for round_index in range(args.rounds):
+        ref = _child(["_torch_step"] + common, threads=args.threads)
+        row = {"reference": ref.get("torch_reference", {}).get("img_per_s")}
+        print(f"round {round_index + 1}: PyTorch reference {row['reference'] or float('nan'):.1f} img/s",
+              flush=True)
+        for name in names:
+            backend, extra = LEVERS[name]
+            onednn = next((a.split("=")[1] for a in extra if a.startswith("--onednn=")), args.onednn)
+            result = _child(["_keras_step"] + common + extra, backend, args.threads, onednn)
+            row[name] = result.get(variant, {}).get("img_per_s")
+            print(f"  {name:26s} {row[name] or float('nan'):7.1f} img/s", flush=True)
+        rounds.append(row)
+    lines = [f"| setting | {variant} img/s (rounds) | / reference (same round) |", "|---|---|---|"]
+    for name in ["reference"] + names:
+        values = [r[name] for r in rounds]
+        ratios = [r[name] / r["reference"] if r[name] and r["reference"] else None for r in rounds]
+        fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+        lines.append(f"| {name} | {', '.join(fmt(v, '.1f') for v in values)} | "
+                     f"{', '.join(fmt(v, '.2f') for v in ratios)} |")
+    print("\n" + "\n".join(lines))
+    _write(args.out, "levers.json", {"machine": _machine(), "settings": vars(args).copy(), "rounds": rounds})
 
 
 def _machine():
@@ -359,7 +518,8 @@ def run_pipeline(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["step", "pipeline", "summary", "_keras_step", "_torch_step"])
+    parser.add_argument("what", choices=["step", "profile", "levers", "pipeline", "summary",
+                                         "_keras_step", "_torch_step", "_profile"])
     parser.add_argument("--backends", default="tensorflow,jax,torch")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--backbone", default="resnet32")
@@ -376,6 +536,14 @@ def main():
     parser.add_argument("--torch_compile", action="store_true")
     parser.add_argument("--threads", type=int, default=None,
                         help="step: CPU threads per process (TensorFlow, OpenMP, XLA); default: theirs")
+    parser.add_argument("--onednn", default="1", choices=["0", "1"],
+                        help="TF_ENABLE_ONEDNN_OPTS of the children (lcreg_keras sets 1)")
+    parser.add_argument("--bn", default="fused", choices=["fused", "keras"],
+                        help="fused: our BatchNormalization (FusedBatchNormV3 on TF); keras: Keras' own ops")
+    parser.add_argument("--steps_per_execution", type=int, default=1, help="compile(steps_per_execution=...)")
+    parser.add_argument("--top", type=int, default=10, help="profile: ops listed per backend")
+    parser.add_argument("--rounds", type=int, default=2, help="levers: rounds of every setting")
+    parser.add_argument("--levers", default=",".join(LEVERS), help="levers: settings, by name")
     parser.add_argument("--images", type=int, default=256, help="pipeline: JPEGs to generate")
     parser.add_argument("--gpu", action="store_true", help="ResNet-50 224 bf16 batch 256 preset")
     parser.add_argument("--out", default=None, help="folder for the JSON report")
@@ -394,6 +562,12 @@ def main():
         keras_step_worker(args)
     elif args.what == "_torch_step":
         torch_reference_worker(args)
+    elif args.what == "_profile":
+        profile_worker(args)
+    elif args.what == "profile":
+        run_profile(args, passthrough)
+    elif args.what == "levers":
+        run_levers(args)
     elif args.what == "step":
         run_step(args, passthrough)
     elif args.what == "summary":
