@@ -276,6 +276,14 @@ def _xplane_op_times(folder):
         kind = values[column["type"]]
         if kind != "IDLE":
             ops[kind] = ops.get(kind, 0.0) + values[column["total_self_time"]]
+    if ops:
+        return ops
+    # XLA:CPU (JAX) records no per-op times, only its runtime's events
+    # (thunk execution, jitted calls): their total time, nested, not self time.
+    data, _ = _pywrap_profiler_plugin.xspace_to_tools_data(paths, "trace_viewer@", {})
+    for event in json.loads(data)["traceEvents"]:
+        if event.get("ph") == "X" and not event["name"].startswith("$"):
+            ops[event["name"]] = ops.get(event["name"], 0.0) + event.get("dur", 0.0)
     return ops
 
 

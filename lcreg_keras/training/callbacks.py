@@ -5,6 +5,8 @@ import math
 import keras
 from keras import ops
 
+from lcreg_keras.serving import run_folder as run_dir
+
 
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds the optimizer's current learning rate to each epoch's logs.
@@ -120,8 +122,6 @@ class HistoryCSV(keras.callbacks.Callback):
         import csv
         import io
 
-        from lcreg_keras.serving import run_folder as run_dir
-
         logs = dict(logs or {})
         # Columns: those of the file so far plus any new key (validation
         # metrics appear only on validation epochs); a missing value is "NA".
@@ -167,8 +167,6 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.mode = mode
 
     def on_epoch_end(self, epoch, logs=None):
-        from lcreg_keras.serving import run_folder as run_dir
-
         if self.monitor is None:
             run_dir.save_model(self.model, self.path)
             return
@@ -196,6 +194,4 @@ class KillPoints(keras.callbacks.Callback):
         self.prefix = prefix
 
     def on_train_batch_end(self, batch, logs=None):
-        from lcreg_keras.serving import run_folder as run_dir
-
         run_dir.kill_point(f"{self.prefix}.batch")
