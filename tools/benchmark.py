@@ -41,6 +41,8 @@ LEVERS = {
     "tf_onednn_fused_bn_xla": ("tensorflow", ["--onednn=1", "--bn=fused", "--jit=true"]),
     "jax": ("jax", []),
     "jax_spe8": ("jax", ["--steps_per_execution=8"]),
+    "jax_xla_onednn": ("jax", ["--xla_flags=--xla_cpu_use_onednn=true"]),
+    "jax_no_xnnpack": ("jax", ["--xla_flags=--xla_cpu_use_xnnpack=false"]),
     "torch": ("torch", []),  # Keras' PyTorch trainer refuses steps_per_execution > 1
 }
 VARIANTS = {
@@ -317,9 +319,11 @@ def thread_environment(threads, env=None):
     return env
 
 
-def _child(argv, backend=None, threads=None, onednn="1"):
+def _child(argv, backend=None, threads=None, onednn="1", xla_flags=""):
     env = thread_environment(threads)
     env["TF_ENABLE_ONEDNN_OPTS"] = str(onednn)
+    if xla_flags:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
     if backend:
         env["KERAS_BACKEND"] = backend
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -377,8 +381,10 @@ def run_levers(args):
               flush=True)
         for name in names:
             backend, extra = LEVERS[name]
-            onednn = next((a.split("=")[1] for a in extra if a.startswith("--onednn=")), args.onednn)
-            result = _child(["_keras_step"] + common + extra, backend, args.threads, onednn)
+            onednn = next((a.split("=", 1)[1] for a in extra if a.startswith("--onednn=")), args.onednn)
+            xla = next((a.split("=", 1)[1] for a in extra if a.startswith("--xla_flags=")), "")
+            extra = [a for a in extra if not a.startswith("--xla_flags=")]
+            result = _child(["_keras_step"] + common + extra, backend, args.threads, onednn, xla)
             row[name] = result.get(variant, {}).get("img_per_s")
             print(f"  {name:26s} {row[name] or float('nan'):7.1f} img/s", flush=True)
         rounds.append(row)
