@@ -208,7 +208,7 @@ def small_image_train_dataset(
         A `tf.data.Dataset` of `(x, y)`: `x` float32 `(B, H, W, C)`; `y` int32
         `(B,)`, or with `mixup_alpha > 0` float32 soft labels `(B, C)` that
         sum to 1. With `return_state=True`, `(dataset, state)`:
-        `state.epoch` is the epoch counter (`lcreg_keras.resume` sets it).
+        `state.epoch` is the epoch counter (`lcreg_keras.training.resume` sets it).
 
     Example:
         >>> x = np.random.randint(0, 256, (100, 32, 32, 3), np.uint8)

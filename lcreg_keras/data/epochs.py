@@ -19,7 +19,7 @@ State. A training pipeline counts its epochs (a CPU `tf.Variable`), a file
 pipeline records the files that failed while reading; builders called with
 `return_state=True` return `(dataset, PipelineState)`, and whoever needs
 that state (resuming, the unreadable-file report) is handed it explicitly:
-`lcreg_keras.resume.BackupAndRestore(..., data_state=state)`,
+`lcreg_keras.training.resume.BackupAndRestore(..., data_state=state)`,
 `state.evaluated_labels(labels)`, `state.failed_paths()`.
 
 """

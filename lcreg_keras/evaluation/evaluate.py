@@ -4,7 +4,7 @@
   it delivered (a file pipeline that skipped unreadable images while
   reading says which, through its `PipelineState`);
 - `posthoc`: the post-hoc logit adjustment `z - tau * log prior`
-  (`lcreg_keras.posthoc.adjust_logits`), a class without training examples
+  (`lcreg_keras.evaluation.posthoc.adjust_logits`), a class without training examples
   counting 1;
 - `split_report`: top-1, the many / medium / few splits under a rule and the
   count rule, ECE and NLL (what a recipe stage reports);
@@ -30,7 +30,7 @@ from lcreg_keras.evaluation.accuracy import split_accuracy
 from lcreg_keras.evaluation.calibration import expected_calibration_error
 from lcreg_keras.evaluation.calibration import negative_log_likelihood
 from lcreg_keras.evaluation.report import evaluation_report
-from lcreg_keras.posthoc import adjust_logits
+from lcreg_keras.evaluation.posthoc import adjust_logits
 
 
 def predict_test(model, test, labels, state=None, verbose=0):

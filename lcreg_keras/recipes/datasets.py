@@ -96,7 +96,7 @@ class Data:
             entries (list datasets), for messages naming a file's line.
         states: the pipelines' `PipelineState`s, by name (`"train"`,
             `"stage_two"`, `"test"`, `"heldout"`): the epoch counters
-            (`lcreg_keras.resume`) and the files that failed while reading.
+            (`lcreg_keras.training.resume`) and the files that failed while reading.
     """
 
     name: str

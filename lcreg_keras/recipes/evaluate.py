@@ -19,7 +19,7 @@ compared and a mismatch is reported).
 Writes in `--out` (default: `eval/` beside the model):
 
 With `--posthoc_tau` (a recipe flag) every number is of the post-hoc
-logit-adjusted logits `z - tau * log prior` (`lcreg_keras.posthoc`), as the
+logit-adjusted logits `z - tau * log prior` (`lcreg_keras.evaluation.posthoc`), as the
 recipe's `metrics.json` reports them.
 
 - `report.json`: `lcreg_keras.evaluation.evaluation_report` (top-1;

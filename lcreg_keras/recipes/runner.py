@@ -15,7 +15,7 @@ run folder's guard in `recipes/run_guard.py`, the data in
 `recipes/datasets.py`.
 
 - `stage1/`, `stage2/`, one folder a stage:
-  - `backup/`: the `lcreg_keras.resume.BackupAndRestore` state, kept until
+  - `backup/`: the `lcreg_keras.training.resume.BackupAndRestore` state, kept until
     the stage is marked finished;
   - `last.keras` after every epoch, `best.keras` (best test accuracy) when
     `--eval_every` validates during training, `model.keras` and `done.json`
@@ -72,7 +72,7 @@ from absl import app
 from absl import flags
 
 from lcreg_keras.training import distribute
-from lcreg_keras import resume
+from lcreg_keras.training import resume
 from lcreg_keras.backbones import get_backbone
 from lcreg_keras.training.callbacks import AtomicCheckpoint
 from lcreg_keras.training.callbacks import HistoryCSV
@@ -82,7 +82,7 @@ from lcreg_keras.training.callbacks import LossShareMonitor
 from lcreg_keras.data.image_files import READ_ERROR
 from lcreg_keras.errors import UserError
 from lcreg_keras.losses import Top1Accuracy
-from lcreg_keras.posthoc import TauNormalization
+from lcreg_keras.evaluation.posthoc import TauNormalization
 from lcreg_keras.recipes import baselines
 from lcreg_keras.recipes import datasets
 from lcreg_keras.recipes import report

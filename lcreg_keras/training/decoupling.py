@@ -15,7 +15,7 @@ one classifier learning rate, no mixup, frozen backbone and latent pool), so
 they share MiSLAS's stage-two machinery: `apply` / `fit`, the class-aware
 sampler for the input (`lcreg_keras.data`, `sampler="class_aware"`), coupled
 weight decay and the cosine schedule. The third method of the paper,
-tau-normalisation, trains nothing: `lcreg_keras.posthoc.TauNormalization`.
+tau-normalisation, trains nothing: `lcreg_keras.evaluation.posthoc.TauNormalization`.
 """
 
 from lcreg_keras.training.stage_two import DecoupledStageTwo

@@ -79,7 +79,7 @@ LCReg's state under data parallelism (checked by tests/distribute_test.py):
 - Multi-worker output files: every worker runs the same callbacks. Only the
   chief (`is_chief()`) should write the shared files (backup, checkpoints,
   logs, metrics); `worker_dir(path)` gives the others a scratch folder.
-  `lcreg_keras.resume.BackupAndRestore` writes its backup from the chief
+  `lcreg_keras.training.resume.BackupAndRestore` writes its backup from the chief
   only and restores every worker from it.
 """
 
