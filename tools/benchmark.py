@@ -80,10 +80,6 @@ def keras_step_worker(args):
 
     if args.mixed_precision:
         keras.config.set_dtype_policy(args.mixed_precision)
-    if args.bn == "keras":  # the lever off: Keras' unfused batch norm everywhere
-        from lcreg_keras.backbones.batch_norm import BatchNormalization
-
-        BatchNormalization._fused = lambda self, inputs, training, mask: False
     x, y = _mixed_batches(args)
     n = len(x)
     results = {}
@@ -133,6 +129,10 @@ def _keras_model(args, variant):
     from lcreg_keras.backbones import get_backbone
     from lcreg_keras.models import LCRegModel
 
+    if args.bn == "keras":  # the lever off: Keras' unfused batch norm everywhere
+        from lcreg_keras.backbones.batch_norm import BatchNormalization
+
+        BatchNormalization._fused = lambda self, inputs, training, mask: False
     keras.utils.set_random_seed(0)
     shape = (args.image_size, args.image_size, 3)
     backbone = get_backbone(args.backbone, shape, **({"width": 16} if args.backbone == "resnet32" else {}))
