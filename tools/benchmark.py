@@ -279,12 +279,19 @@ def _xplane_op_times(folder):
             ops[kind] = ops.get(kind, 0.0) + values[column["total_self_time"]]
     if ops:
         return ops
-    # XLA:CPU (JAX) records no per-op times, only its runtime's events
-    # (thunk execution, jitted calls): their total time, nested, not self time.
+    # XLA:CPU (JAX) has no op table; its trace holds one event per executed
+    # kernel (thunk: a fusion, a convolution, ...) besides the runtime's and
+    # Python's own events, which wrap (and wait for) the kernels: keep the
+    # kernels, summed by name without the instance number.
+    wrappers = ("$", "PjitFunction", "ThunkExecutor", "ThreadpoolListener", "CommonPjRt", "PjRt",
+                "SlinkyThreadPool", "Allocate", "Handle ", "ParseArguments", "PythonRefManager",
+                "end: ")
     data, _ = _pywrap_profiler_plugin.xspace_to_tools_data(paths, "trace_viewer@", {})
     for event in json.loads(data)["traceEvents"]:
-        if event.get("ph") == "X" and not event["name"].startswith("$"):
-            ops[event["name"]] = ops.get(event["name"], 0.0) + event.get("dur", 0.0)
+        name = event.get("name", "")
+        if event.get("ph") == "X" and not name.startswith(wrappers):
+            kind = name.split(".")[0] if name.split(".")[-1].isdigit() else name
+            ops[kind] = ops.get(kind, 0.0) + event.get("dur", 0.0)
     return ops
 
 
