@@ -43,6 +43,8 @@ LEVERS = {
     "jax_spe8": ("jax", ["--steps_per_execution=8"]),
     "jax_xla_onednn": ("jax", ["--xla_flags=--xla_cpu_use_onednn=true"]),
     "jax_no_xnnpack": ("jax", ["--xla_flags=--xla_cpu_use_xnnpack=false"]),
+    # No YNNPACK fusions: XLA:CPU's own (Eigen) convolutions instead.
+    "jax_no_ynn": ("jax", ["--xla_flags=--xla_cpu_experimental_ynn_fusion_type="]),
     "torch": ("torch", []),  # Keras' PyTorch trainer refuses steps_per_execution > 1
 }
 VARIANTS = {
