@@ -12,11 +12,11 @@ from lcreg_keras.backbones import cifar_resnet
 from lcreg_keras.backbones import get_backbone
 from lcreg_keras.backbones import places_resnet152
 from lcreg_keras.backbones import resnet32
-from lcreg_keras.backbones.applications import CaffeInput
-from tests.testing import run_layer_test
 from lcreg_keras.backbones import resnet50
 from lcreg_keras.backbones import resnet152
+from lcreg_keras.backbones.applications import CaffeInput
 from lcreg_keras.backbones.applications import _with_trainable_bottleneck
+from tests.testing import run_layer_test
 
 pytestmark = pytest.mark.multibackend
 
