@@ -14,7 +14,9 @@ from lcreg_keras.backbones import places_resnet152
 from lcreg_keras.backbones import resnet32
 from lcreg_keras.backbones import resnet50
 from lcreg_keras.backbones import resnet152
+from lcreg_keras.backbones.applications import CaffeInput
 from lcreg_keras.backbones.applications import _with_trainable_bottleneck
+from tests.testing import run_layer_test
 
 pytestmark = pytest.mark.multibackend
 
@@ -331,7 +333,6 @@ def test_matches_pytorch_reference(shortcut):
 def test_caffe_input_matches_keras_preprocess_input():
     from lcreg_keras.backbones.applications import IMAGENET_MEAN
     from lcreg_keras.backbones.applications import IMAGENET_STD
-    from lcreg_keras.backbones.applications import CaffeInput
 
     rgb = np.random.default_rng(0).integers(0, 256, (2, 5, 5, 3)).astype("float32")
     ours = (rgb / 255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
@@ -357,4 +358,24 @@ def test_pretrained_weights_from_a_file_get_the_caffe_adapter(tmp_path):
         keras.ops.convert_to_numpy(pretrained(x)),
         keras.ops.convert_to_numpy(plain(adapter(x))),
         rtol=1e-4, atol=1e-4,
+    )
+
+
+@pytest.mark.multibackend
+def test_pad_shortcut_layer_harness():
+    run_layer_test(
+        PadShortcut, dict(filters=6, strides=2),
+        np.random.default_rng(0).normal(size=(2, 4, 4, 2)).astype("float32"),
+        expected_output_shape=(2, 2, 2, 6),
+        expected_num_trainable_weights=0, expected_num_non_trainable_weights=0,
+    )
+
+
+@pytest.mark.multibackend
+def test_caffe_input_layer_harness():
+    run_layer_test(
+        CaffeInput, {},
+        np.random.default_rng(1).normal(size=(2, 3, 3, 3)).astype("float32"),
+        expected_output_shape=(2, 3, 3, 3),
+        expected_num_trainable_weights=0, expected_num_non_trainable_weights=0,
     )
