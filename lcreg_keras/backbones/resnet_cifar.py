@@ -134,22 +134,19 @@ def _conv(x, filters, kernel_size, strides, name, regularizer):
     )(x)
 
 
-_bn = batch_norm
-
-
 def _basic_block(x, filters, strides, shortcut, name, bn_kwargs, regularizer):
     in_channels = x.shape[-1]
     y = _conv(x, filters, 3, strides, name + "_conv1", regularizer)
-    y = _bn(y, name + "_bn1", **bn_kwargs)
+    y = batch_norm(y, name + "_bn1", **bn_kwargs)
     y = keras.layers.ReLU(name=name + "_relu1")(y)
     y = _conv(y, filters, 3, 1, name + "_conv2", regularizer)
-    y = _bn(y, name + "_bn2", **bn_kwargs)
+    y = batch_norm(y, name + "_bn2", **bn_kwargs)
     if strides != 1 or in_channels != filters:
         if shortcut == "pad":
             x = PadShortcut(filters, strides, name=name + "_shortcut")(x)
         else:
             x = _conv(x, filters, 1, strides, name + "_shortcut_conv", regularizer)
-            x = _bn(x, name + "_shortcut_bn", **bn_kwargs)
+            x = batch_norm(x, name + "_shortcut_bn", **bn_kwargs)
     y = keras.layers.Add(name=name + "_add")([x, y])
     return keras.layers.ReLU(name=name + "_out")(y)
 
@@ -223,7 +220,7 @@ def cifar_resnet(
 
     inputs = keras.Input(shape=tuple(input_shape), name=name + "_input")
     x = _conv(inputs, width, 3, 1, name + "_stem_conv", kernel_regularizer)
-    x = _bn(x, name + "_stem_bn", **bn_kwargs)
+    x = batch_norm(x, name + "_stem_bn", **bn_kwargs)
     x = keras.layers.ReLU(name=name + "_stem_relu")(x)
     for stage in range(3):
         filters = width * 2**stage

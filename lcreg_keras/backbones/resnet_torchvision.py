@@ -78,9 +78,6 @@ def _conv(x, filters, kernel_size, strides, name, padding):
     )(x)
 
 
-_bn = batch_norm
-
-
 def bottleneck_v1_5(x, planes, strides, name, bn_momentum=0.9, bn_epsilon=1e-5):
     """One torchvision `Bottleneck` (stride in the 3x3 conv) on a Keras tensor.
 
@@ -99,15 +96,15 @@ def bottleneck_v1_5(x, planes, strides, name, bn_momentum=0.9, bn_epsilon=1e-5):
     bn = {"momentum": bn_momentum, "epsilon": bn_epsilon}
     out_channels = EXPANSION * planes
     y = _conv(x, planes, 1, 1, name + "_conv1", 0)
-    y = keras.layers.ReLU(name=name + "_relu1")(_bn(y, name + "_bn1", **bn))
+    y = keras.layers.ReLU(name=name + "_relu1")(batch_norm(y, name + "_bn1", **bn))
     y = _conv(y, planes, 3, strides, name + "_conv2", 1)
-    y = keras.layers.ReLU(name=name + "_relu2")(_bn(y, name + "_bn2", **bn))
+    y = keras.layers.ReLU(name=name + "_relu2")(batch_norm(y, name + "_bn2", **bn))
     y = _conv(y, out_channels, 1, 1, name + "_conv3", 0)
-    y = _bn(y, name + "_bn3", **bn)
+    y = batch_norm(y, name + "_bn3", **bn)
     shortcut = x
     if strides != 1 or x.shape[-1] != out_channels:
         shortcut = _conv(x, out_channels, 1, strides, name + "_downsample_0", 0)
-        shortcut = _bn(shortcut, name + "_downsample_1", **bn)
+        shortcut = batch_norm(shortcut, name + "_downsample_1", **bn)
     y = keras.layers.Add(name=name + "_add")([shortcut, y])
     return keras.layers.ReLU(name=name + "_out")(y)
 
@@ -179,7 +176,7 @@ def _resnet(blocks_per_stage, input_shape, base_planes, name, bn_momentum, bn_ep
         )
     inputs = keras.Input(shape=tuple(input_shape), name=name + "_input")
     x = _conv(inputs, base_planes, 7, 2, name + "_conv1", 3)
-    x = _bn(x, name + "_bn1", bn_momentum, bn_epsilon)
+    x = batch_norm(x, name + "_bn1", bn_momentum, bn_epsilon)
     x = keras.layers.ReLU(name=name + "_relu")(x)
     x = keras.layers.ZeroPadding2D(1, data_format="channels_last", name=name + "_maxpool_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, data_format="channels_last", name=name + "_maxpool")(x)
