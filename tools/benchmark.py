@@ -111,17 +111,17 @@ def _mixed_batches(args):
     """
     import numpy as np
 
+    from lcreg_keras.data import mixup_batch
+
     shape = (args.image_size, args.image_size, 3)
     rng = np.random.default_rng(0)
     n = args.batch * args.steps
     x = rng.normal(size=(n,) + shape).astype("float32")
     y = np.eye(args.classes, dtype="float32")[rng.integers(0, args.classes, size=n)]
-    for start in range(0, n, args.batch):
-        lam = rng.beta(1.0, 1.0)
+    for step, start in enumerate(range(0, n, args.batch)):
         batch = slice(start, start + args.batch)
-        order = rng.permutation(args.batch)
-        x[batch] = lam * x[batch] + (1 - lam) * x[batch][order]
-        y[batch] = lam * y[batch] + (1 - lam) * y[batch][order]
+        mixed_x, mixed_y = mixup_batch(x[batch], y[batch], 1.0, seed=(0, step))
+        x[batch], y[batch] = np.asarray(mixed_x), np.asarray(mixed_y)
     return x, y
 
 
