@@ -372,6 +372,54 @@ def test_pad_shortcut_layer_harness():
 
 
 @pytest.mark.multibackend
+def test_pad_shortcut_channels_first_layer_harness():
+    run_layer_test(
+        PadShortcut, dict(filters=6, strides=2, data_format="channels_first"),
+        np.random.default_rng(0).normal(size=(2, 2, 4, 4)).astype("float32"),
+        expected_output_shape=(2, 6, 2, 2),
+        expected_num_trainable_weights=0, expected_num_non_trainable_weights=0,
+    )
+
+
+def test_pad_shortcut_channels_first_is_the_transposed_channels_last():
+    x = np.random.default_rng(2).normal(size=(2, 7, 6, 16)).astype("float32")
+    last = keras.ops.convert_to_numpy(PadShortcut(30, strides=2)(x))
+    first = PadShortcut(30, strides=2, data_format="channels_first")(np.transpose(x, (0, 3, 1, 2)))
+    np.testing.assert_array_equal(np.transpose(keras.ops.convert_to_numpy(first), (0, 2, 3, 1)), last)
+    with pytest.raises(ValueError, match="data_format"):
+        PadShortcut(30, data_format="NCHW")
+
+
+@pytest.mark.parametrize("shortcut", ["pad", "projection"])
+def test_channels_first_backbone_computes_the_channels_last_one(shortcut):
+    """Same interface, same weights, same features (forward, batch statistics and gradients)."""
+    last = cifar_resnet(8, input_shape=(9, 10, 3), width=4, shortcut=shortcut)
+    first = cifar_resnet(8, input_shape=(9, 10, 3), width=4, shortcut=shortcut,
+                         data_format="channels_first")
+    assert [w.shape for w in first.weights] == [w.shape for w in last.weights]
+    assert first.output_shape == last.output_shape == (None, 3, 3, 16)
+    rng = np.random.default_rng(3)
+    first.set_weights([w + rng.normal(0, 0.1, w.shape).astype("float32") for w in last.get_weights()])
+    last.set_weights(first.get_weights())
+    x = rng.normal(size=(4, 9, 10, 3)).astype("float32")
+    for training in (False, True):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(first(x, training=training)),
+            keras.ops.convert_to_numpy(last(x, training=training)), rtol=1e-4, atol=1e-5,
+        )
+    # One SGD step on a squared-feature loss moves both models' weights alike.
+    for model in (first, last):
+        model_in = keras.Input((9, 10, 3))
+        head = keras.Model(model_in, keras.ops.mean(keras.ops.square(model(model_in)), axis=(1, 2, 3)))
+        head.compile(keras.optimizers.SGD(0.1), loss="mse")
+        head.train_on_batch(x, np.zeros((4,), "float32"))
+    for a, b in zip(first.get_weights(), last.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="data_format"):
+        cifar_resnet(8, data_format="NCHW")
+
+
+@pytest.mark.multibackend
 def test_caffe_input_layer_harness():
     run_layer_test(
         CaffeInput, {},

@@ -89,6 +89,6 @@ class BatchNormalization(keras.layers.BatchNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
 
-def batch_norm(x, name, momentum, epsilon):
-    """`BatchNormalization(axis=-1, momentum, epsilon, name)` applied to `x`."""
-    return BatchNormalization(axis=-1, momentum=momentum, epsilon=epsilon, name=name)(x)
+def batch_norm(x, name, momentum, epsilon, axis=-1):
+    """`BatchNormalization(axis, momentum, epsilon, name)` applied to `x`."""
+    return BatchNormalization(axis=axis, momentum=momentum, epsilon=epsilon, name=name)(x)

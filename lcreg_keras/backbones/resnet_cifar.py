@@ -30,6 +30,14 @@ would sample odd pixel positions while the shortcut samples even ones.
 The models take channels-last images of any size (for example 32x32x3 or
 28x28x1) and return the last feature map `(B, ceil(H/4), ceil(W/4),
 4 * width)`, without pooling or classifier.
+
+`data_format="channels_first"` runs the layers on `(B, C, H, W)` tensors
+inside the same interface: the input is transposed once after the input
+layer and the feature map once before the output, and the weights have the
+same shapes and meaning in both formats (a checkpoint loads into either).
+It exists for Keras' PyTorch backend, whose convolutions otherwise permute
+every channels-last tensor to PyTorch's layout and back
+(`tools/benchmark.py levers`, `torch_channels_first`, in `docs/results.md`).
 """
 
 import keras
@@ -39,6 +47,7 @@ from keras import ops
 from lcreg_keras.backbones.batch_norm import batch_norm
 
 SHORTCUTS = ("pad", "projection")
+DATA_FORMATS = ("channels_last", "channels_first")
 
 
 def _conv_initializer():
@@ -61,10 +70,13 @@ class PadShortcut(keras.layers.Layer):
     Args:
         filters: int, number of output channels (at least the input's).
         strides: int, spatial subsampling factor.
+        data_format: `"channels_last"` (default, `(B, H, W, C)`) or
+            `"channels_first"` (`(B, C, H, W)`).
         **kwargs: base `keras.layers.Layer` arguments (`name`, ...).
 
     Returns:
-        A layer mapping `(B, H, W, C)` to `(B, ceil(H/s), ceil(W/s), filters)`.
+        A layer mapping `(B, H, W, C)` to `(B, ceil(H/s), ceil(W/s), filters)`
+        (channels last; the same axes permuted for channels first).
 
     Example:
 
@@ -73,15 +85,19 @@ class PadShortcut(keras.layers.Layer):
     (2, 4, 4, 32)
     """
 
-    def __init__(self, filters, strides=2, **kwargs):
+    def __init__(self, filters, strides=2, data_format="channels_last", **kwargs):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.strides = int(strides)
         if self.strides < 1:
             raise ValueError(f"`strides` must be >= 1, got {strides}.")
+        if data_format not in DATA_FORMATS:
+            raise ValueError(f"`data_format` must be one of {DATA_FORMATS}, got {data_format!r}.")
+        self.data_format = data_format
+        self._channel_axis = 1 if data_format == "channels_first" else 3
 
     def build(self, input_shape):
-        channels = input_shape[-1]
+        channels = input_shape[self._channel_axis]
         if channels is not None and channels > self.filters:
             raise ValueError(
                 f"PadShortcut cannot reduce channels: input has {channels}, "
@@ -91,11 +107,17 @@ class PadShortcut(keras.layers.Layer):
 
     def call(self, inputs):
         s = self.strides
-        x = inputs[:, ::s, ::s, :] if s > 1 else inputs
-        extra = self.filters - inputs.shape[-1]
+        first = self.data_format == "channels_first"
+        if s > 1:
+            x = inputs[:, :, ::s, ::s] if first else inputs[:, ::s, ::s, :]
+        else:
+            x = inputs
+        extra = self.filters - inputs.shape[self._channel_axis]
         if extra:
             before = extra // 2
-            x = ops.pad(x, [[0, 0], [0, 0], [0, 0], [before, extra - before]])
+            padding = [[0, 0], [0, 0], [0, 0], [0, 0]]
+            padding[self._channel_axis] = [before, extra - before]
+            x = ops.pad(x, padding)
         return x
 
     def compute_output_shape(self, input_shape):
@@ -104,19 +126,23 @@ class PadShortcut(keras.layers.Layer):
         def sub(d):
             return None if d is None else -(-d // s)
 
+        if self.data_format == "channels_first":
+            return (input_shape[0], self.filters, sub(input_shape[2]), sub(input_shape[3]))
         return (input_shape[0], sub(input_shape[1]), sub(input_shape[2]), self.filters)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"filters": self.filters, "strides": self.strides})
+        config.update(
+            {"filters": self.filters, "strides": self.strides, "data_format": self.data_format}
+        )
         return config
 
 
-def _conv(x, filters, kernel_size, strides, name, regularizer):
+def _conv(x, filters, kernel_size, strides, name, regularizer, data_format):
     if strides > 1 and kernel_size > 1:
         # Symmetric padding, as PyTorch's `padding=k // 2`.
         x = keras.layers.ZeroPadding2D(
-            kernel_size // 2, data_format="channels_last", name=name + "_pad"
+            kernel_size // 2, data_format=data_format, name=name + "_pad"
         )(x)
         padding = "valid"
     else:
@@ -129,23 +155,23 @@ def _conv(x, filters, kernel_size, strides, name, regularizer):
         use_bias=False,
         kernel_initializer=_conv_initializer(),
         kernel_regularizer=regularizer,
-        data_format="channels_last",
+        data_format=data_format,
         name=name,
     )(x)
 
 
-def _basic_block(x, filters, strides, shortcut, name, bn_kwargs, regularizer):
-    in_channels = x.shape[-1]
-    y = _conv(x, filters, 3, strides, name + "_conv1", regularizer)
+def _basic_block(x, filters, strides, shortcut, name, bn_kwargs, regularizer, data_format):
+    in_channels = x.shape[1 if data_format == "channels_first" else -1]
+    y = _conv(x, filters, 3, strides, name + "_conv1", regularizer, data_format)
     y = batch_norm(y, name + "_bn1", **bn_kwargs)
     y = keras.layers.ReLU(name=name + "_relu1")(y)
-    y = _conv(y, filters, 3, 1, name + "_conv2", regularizer)
+    y = _conv(y, filters, 3, 1, name + "_conv2", regularizer, data_format)
     y = batch_norm(y, name + "_bn2", **bn_kwargs)
     if strides != 1 or in_channels != filters:
         if shortcut == "pad":
-            x = PadShortcut(filters, strides, name=name + "_shortcut")(x)
+            x = PadShortcut(filters, strides, data_format, name=name + "_shortcut")(x)
         else:
-            x = _conv(x, filters, 1, strides, name + "_shortcut_conv", regularizer)
+            x = _conv(x, filters, 1, strides, name + "_shortcut_conv", regularizer, data_format)
             x = batch_norm(x, name + "_shortcut_bn", **bn_kwargs)
     y = keras.layers.Add(name=name + "_add")([x, y])
     return keras.layers.ReLU(name=name + "_out")(y)
@@ -160,6 +186,7 @@ def cifar_resnet(
     bn_momentum=0.9,
     bn_epsilon=1e-5,
     kernel_regularizer=None,
+    data_format="channels_last",
 ):
     """Builds a CIFAR ResNet of depth `6n + 2` returning its last feature map.
 
@@ -180,6 +207,10 @@ def cifar_resnet(
             0.9 equals PyTorch's default 0.1).
         bn_epsilon: BatchNorm epsilon (PyTorch's default 1e-5).
         kernel_regularizer: optional regularizer for every conv kernel.
+        data_format: the layout the layers compute in: `"channels_last"`
+            (default) or `"channels_first"` (transposed once in, once out;
+            the model's input and output stay channels last, the weights
+            are the same).
 
     Returns:
         A functional `keras.Model` mapping images `(B, H, W, C)` to the last
@@ -210,16 +241,20 @@ def cifar_resnet(
         raise ValueError(f"`width` must be a positive int, got {width!r}.")
     if shortcut not in SHORTCUTS:
         raise ValueError(f"`shortcut` must be one of {SHORTCUTS}, got {shortcut!r}.")
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"`data_format` must be one of {DATA_FORMATS}, got {data_format!r}.")
     if len(tuple(input_shape)) != 3:
         raise ValueError(
             f"`input_shape` must be channels-last (H, W, C), got {input_shape!r}."
         )
     name = name or f"resnet{depth}"
     blocks = (depth - 2) // 6
-    bn_kwargs = {"momentum": bn_momentum, "epsilon": bn_epsilon}
+    first = data_format == "channels_first"
+    bn_kwargs = {"momentum": bn_momentum, "epsilon": bn_epsilon, "axis": 1 if first else -1}
 
     inputs = keras.Input(shape=tuple(input_shape), name=name + "_input")
-    x = _conv(inputs, width, 3, 1, name + "_stem_conv", kernel_regularizer)
+    x = keras.layers.Permute((3, 1, 2), name=name + "_to_nchw")(inputs) if first else inputs
+    x = _conv(x, width, 3, 1, name + "_stem_conv", kernel_regularizer, data_format)
     x = batch_norm(x, name + "_stem_bn", **bn_kwargs)
     x = keras.layers.ReLU(name=name + "_stem_relu")(x)
     for stage in range(3):
@@ -234,7 +269,10 @@ def cifar_resnet(
                 f"{name}_stage{stage + 1}_block{block + 1}",
                 bn_kwargs,
                 kernel_regularizer,
+                data_format,
             )
+    if first:
+        x = keras.layers.Permute((2, 3, 1), name=name + "_to_nhwc")(x)
     return keras.Model(inputs, x, name=name)
 
 
@@ -251,7 +289,7 @@ def resnet32(input_shape=(32, 32, 3), width=16, name="resnet32", **kwargs):
         width: filters of the first stage (16); stages use x1, x2, x4.
         name: model name and layer-name prefix.
         **kwargs: more `cifar_resnet` arguments (`shortcut`, `bn_momentum`,
-            `bn_epsilon`, `kernel_regularizer`).
+            `bn_epsilon`, `kernel_regularizer`, `data_format`).
 
     Returns:
         A `keras.Model` mapping `(B, H, W, C)` images to
