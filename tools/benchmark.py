@@ -39,13 +39,21 @@ LEVERS = {
     "tf_onednn_fused_bn": ("tensorflow", ["--onednn=1", "--bn=fused"]),
     "tf_onednn_fused_bn_spe8": ("tensorflow", ["--onednn=1", "--bn=fused", "--steps_per_execution=8"]),
     "tf_onednn_fused_bn_xla": ("tensorflow", ["--onednn=1", "--bn=fused", "--jit=true"]),
+    # TensorFlow's thread pools (with --threads=2; the default sizes intra-op
+    # to the thread count and inter-op to 1).
+    "tf_inter2": ("tensorflow", ["--env=TF_NUM_INTEROP_THREADS=2"]),
+    "tf_intra1_inter2": ("tensorflow", ["--env=TF_NUM_INTRAOP_THREADS=1", "--env=TF_NUM_INTEROP_THREADS=2"]),
+    "tf_channels_first": ("tensorflow", ["--data_format=channels_first"]),
     "jax": ("jax", []),
+    "jax_channels_first": ("jax", ["--data_format=channels_first"]),
     "jax_spe8": ("jax", ["--steps_per_execution=8"]),
     "jax_xla_onednn": ("jax", ["--xla_flags=--xla_cpu_use_onednn=true"]),
     "jax_no_xnnpack": ("jax", ["--xla_flags=--xla_cpu_use_xnnpack=false"]),
     # No YNNPACK fusions: XLA:CPU's own (Eigen) convolutions instead.
     "jax_no_ynn": ("jax", ["--xla_flags=--xla_cpu_experimental_ynn_fusion_type="]),
     "torch": ("torch", []),  # Keras' PyTorch trainer refuses steps_per_execution > 1
+    # The backbone's layers on (B, C, H, W): no permute around each convolution.
+    "torch_channels_first": ("torch", ["--data_format=channels_first"]),
 }
 VARIANTS = {
     "plain": dict(latent=False),
@@ -137,7 +145,10 @@ def _keras_model(args, variant):
         BatchNormalization._fused = lambda self, inputs, training, mask: False
     keras.utils.set_random_seed(0)
     shape = (args.image_size, args.image_size, 3)
-    backbone = get_backbone(args.backbone, shape, **({"width": 16} if args.backbone == "resnet32" else {}))
+    options = {"width": 16} if args.backbone == "resnet32" else {}
+    if args.data_format != "channels_last":
+        options["data_format"] = args.data_format
+    backbone = get_backbone(args.backbone, shape, **options)
     return LCRegModel(
         backbone, num_classes=args.classes, num_latents=args.num_latents,
         covariance=args.covariance, weight_decay=5e-4, **VARIANTS[variant],
@@ -195,11 +206,17 @@ def torch_reference_worker(args):
     x = x.contiguous(memory_format=torch.channels_last)
     y = torch.from_numpy(rng.integers(0, args.classes, size=n))
 
+    # The bf16 counterpart of Keras' `mixed_bfloat16`: float32 weights,
+    # the forward pass autocast to bfloat16.
+    bf16 = args.mixed_precision == "mixed_bfloat16"
+
     def step(xb, yb):
         lam = float(np.random.beta(1.0, 1.0))
         index = torch.randperm(xb.shape[0])
         mixed = lam * xb + (1 - lam) * xb[index]
-        logits = step_model(mixed)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = step_model(mixed)
+        logits = logits.float()
         loss = lam * F.cross_entropy(logits, yb) + (1 - lam) * F.cross_entropy(logits, yb[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -213,7 +230,7 @@ def torch_reference_worker(args):
             step(x[i * args.batch:(i + 1) * args.batch], y[i * args.batch:(i + 1) * args.batch])
 
     seconds, cores = _best_of(args.repeats, epoch)
-    name = "torch_reference" + ("_compiled" if args.torch_compile else "")
+    name = "torch_reference" + ("_compiled" if args.torch_compile else "") + ("_bf16" if bf16 else "")
     print(f"  {'pytorch':10s} {name:12s} {n / seconds:9.1f} img/s  ({cores:.2f} cores busy)",
           file=sys.stderr, flush=True)
     print(json.dumps({name: {"img_per_s": n / seconds, "step_ms": 1000 * seconds / args.steps,
@@ -328,9 +345,10 @@ def thread_environment(threads, env=None):
     return env
 
 
-def _child(argv, backend=None, threads=None, onednn="1", xla_flags=""):
+def _child(argv, backend=None, threads=None, onednn="1", xla_flags="", env_overrides=()):
     env = thread_environment(threads)
     env["TF_ENABLE_ONEDNN_OPTS"] = str(onednn)
+    env.update(item.split("=", 1) for item in env_overrides)
     if xla_flags:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
     if backend:
@@ -385,15 +403,17 @@ def run_levers(args):
     rounds = []
     for round_index in range(args.rounds):
         ref = _child(["_torch_step"] + common, threads=args.threads)
-        row = {"reference": ref.get("torch_reference", {}).get("img_per_s")}
+        timed = [v for k, v in ref.items() if k.startswith("torch_reference")]
+        row = {"reference": timed[0]["img_per_s"] if timed else None}
         print(f"round {round_index + 1}: PyTorch reference {row['reference'] or float('nan'):.1f} img/s",
               flush=True)
         for name in names:
             backend, extra = LEVERS[name]
             onednn = next((a.split("=", 1)[1] for a in extra if a.startswith("--onednn=")), args.onednn)
             xla = next((a.split("=", 1)[1] for a in extra if a.startswith("--xla_flags=")), "")
-            extra = [a for a in extra if not a.startswith("--xla_flags=")]
-            result = _child(["_keras_step"] + common + extra, backend, args.threads, onednn, xla)
+            env = [a.split("=", 1)[1] for a in extra if a.startswith("--env=")]
+            extra = [a for a in extra if not a.startswith(("--xla_flags=", "--env="))]
+            result = _child(["_keras_step"] + common + extra, backend, args.threads, onednn, xla, env)
             row[name] = result.get(variant, {}).get("img_per_s")
             print(f"  {name:26s} {row[name] or float('nan'):7.1f} img/s", flush=True)
         rounds.append(row)
@@ -563,6 +583,8 @@ def main():
     parser.add_argument("--bn", default="fused", choices=["fused", "keras"],
                         help="fused: our BatchNormalization (FusedBatchNormV3 on TF); keras: Keras' own ops")
     parser.add_argument("--steps_per_execution", type=int, default=1, help="compile(steps_per_execution=...)")
+    parser.add_argument("--data_format", default="channels_last", choices=["channels_last", "channels_first"],
+                        help="the CIFAR ResNet's layer layout (its input and output stay channels last)")
     parser.add_argument("--top", type=int, default=10, help="profile: ops listed per backend")
     parser.add_argument("--rounds", type=int, default=2, help="levers: rounds of every setting")
     parser.add_argument("--levers", default=",".join(LEVERS), help="levers: settings, by name")
