@@ -268,3 +268,16 @@ def test_list_loader_missing_list_or_data_dir(tmp_path):
         datasets.load(_list_config("imagenet_lt", str(tmp_path)))
     with pytest.raises(ValueError, match="data_dir"):
         datasets.load(_list_config("places_lt", None))
+
+
+def test_dct_scaling_reaches_both_training_pipelines(tree, monkeypatch):
+    seen = []
+    build = datasets.pipelines.image_train_dataset
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["dct_scaling"])
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(datasets.pipelines, "image_train_dataset", spy)
+    datasets.load(_list_config("imagenet_lt", tree["root"], dct_scaling=True))
+    assert seen == [True, True]  # stage one and the class-aware stage two

@@ -52,6 +52,7 @@ def test_the_model_gets_the_new_options():
         ({"fusion": "sum"}, "fusion"),
         ({"covariance": "banded"}, "covariance"),
         ({"stage": "3"}, "stage"),
+        ({"dct_scaling": True}, "dct_scaling"),  # Fashion-MNIST has no JPEG files
     ],
 )
 def test_bad_values_fail_before_any_data_is_read(tmp_path, change, message):

@@ -113,3 +113,70 @@ def test_color_jitter_zero_is_identity_and_stays_in_range():
     grey = tf.fill([4, 4, 3], 90.0)  # saturation and contrast leave grey alone
     out = transforms.random_color_jitter(grey, 0.4, tf.constant([3, 4])).numpy()
     assert np.ptp(out) < 1e-3
+
+
+def _smooth_jpeg(height, width, seed=0):
+    """JPEG bytes of a smooth random photo-like image (upsampled noise)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (height // 16 + 2, width // 16 + 2, 3)).astype("float32")
+    image = tf.image.resize(small[None], [height, width], "bilinear")[0]
+    return tf.io.encode_jpeg(tf.cast(tf.round(image), tf.uint8), quality=90)
+
+
+def test_dct_ratio_is_the_largest_scaling_that_keeps_the_output_side():
+    for side_h, side_w in [(100, 900), (447, 500), (448, 448), (900, 1000), (1792, 2000), (4000, 3000)]:
+        expected = max(i for i, r in enumerate(transforms.DCT_RATIOS)
+                       if i == 0 or min(side_h, side_w) >= r * 224)
+        assert int(transforms.dct_ratio(tf.constant(side_h), tf.constant(side_w), 224)) == expected
+
+
+def test_dct_scaled_decode_keeps_small_crops_and_approximates_large_ones():
+    contents = _smooth_jpeg(960, 1100)
+    image = tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE")
+    scale, ratio = (0.08, 1.0), (3 / 4, 4 / 3)
+    counts = {1: 0, 2: 0, 4: 0}
+    for i in range(24):
+        seed = tf.constant([i, 7])
+        full = transforms.decode_random_crop(contents, seed, scale, ratio)
+        fast = transforms.decode_random_crop(contents, seed, scale, ratio, dct_min_size=224)
+        r = transforms.DCT_RATIOS[int(transforms.dct_ratio(full.shape[0], full.shape[1], 224))]
+        counts[r] += 1
+        if r == 1:  # too small to scale: the very same pixels
+            np.testing.assert_array_equal(fast.numpy(), full.numpy())
+            continue
+        # The same window at 1/r size, corners rounded down to a multiple of r.
+        top, left, h, w = (int(v) // r for v in
+                           transforms.random_resized_crop_window(960, 1100, seed, scale, ratio))
+        assert fast.shape[:2] == (h, w) and min(h, w) >= 224
+        aligned = image[top * r:(top + h) * r, left * r:(left + w) * r]
+        a = transforms.resize(tf.cast(aligned, tf.float32), [224, 224]).numpy()
+        b = transforms.resize(tf.cast(fast, tf.float32), [224, 224]).numpy()
+        # libjpeg's scaled inverse DCT against a full decode plus a shrinking
+        # bilinear resize: 0.3 grey levels at 1/2 on this image's whole frame,
+        # about 1 at 1/4 (its std is about 50 grey levels).
+        assert np.abs(a - b).mean() < 1.5, (r, np.abs(a - b).mean())
+    assert counts[1] and counts[2]  # both paths were exercised
+
+
+def test_image_train_dataset_dct_scaling_flag(tmp_path):
+    paths = []
+    for i, (h, w) in enumerate([(300, 260), (900, 1000)]):
+        path = str(tmp_path / f"{i}.jpg")
+        tf.io.write_file(path, _smooth_jpeg(h, w, seed=i))
+        paths.append(path)
+    # 160 px crops: no crop of the small image reaches 320 px, most of the large one's do.
+    kwargs = dict(num_classes=2, batch_size=2, image_size=160, color_jitter=0.0, seed=3,
+                  flip=False, scale=(0.5, 1.0))
+    batches = [
+        {int(y): x for x, y in zip(*next(iter(data.image_train_dataset(paths, [0, 1], **kwargs,
+                                                                          dct_scaling=dct))))}
+        for dct in (False, True)
+    ]
+    full, fast = [{k: v.numpy() for k, v in b.items()} for b in batches]
+    np.testing.assert_array_equal(fast[0], full[0])  # small image: full decode
+    assert not np.array_equal(fast[1], full[1])  # large image: the scaled decode
+    # Normalised units (ImageNet std about 0.225). Nearly all of the
+    # difference is the window's corners moved by up to r - 1 pixels on this
+    # image's fine texture (the decode alone is about 1 grey level, above);
+    # another crop altogether would differ by about 1.0.
+    assert np.abs(full[1] - fast[1]).mean() < 0.5

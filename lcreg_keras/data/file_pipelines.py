@@ -238,6 +238,7 @@ def image_train_dataset(
     num_threads=None,
     samples_per_class=None,
     return_state=False,
+    dct_scaling=False,
 ):
     """Augmented, normalised training batches read from image files.
 
@@ -275,6 +276,10 @@ def image_train_dataset(
         samples_per_class: class-aware only: consecutive images a class
             visit takes (default 4, MiSLAS's `num_samples_cls`).
         return_state: also return the `PipelineState`.
+        dct_scaling: decode a JPEG crop at 1/2, 1/4 or 1/8 scale when it is
+            at least twice `image_size` a side (`transforms.dct_ratio`):
+            faster on large images (iNaturalist's 800 px), a few grey levels
+            away from the full decode (`docs/results.md`); off by default.
 
     Returns:
         A `tf.data.Dataset` of `(x, y)`: `x` float32
@@ -357,7 +362,8 @@ def image_train_dataset(
             index = order[position]
             contents = tf.io.read_file(paths_t[index])
             image = transforms.decode_random_crop(
-                contents, fold(base, FILE_CROP, epoch, position), scale, ratio
+                contents, fold(base, FILE_CROP, epoch, position), scale, ratio,
+                dct_min_size=image_size if dct_scaling else None,
             )
             image = transforms.resize(image, [image_size, image_size])
             if flip:

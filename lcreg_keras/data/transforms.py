@@ -7,7 +7,7 @@ image is resized and cropped the same way wherever it goes.
 
 - decoding: `decode_any` (JPEG incl. CMYK / grey, PNG, GIF, BMP, found by
   their magic bytes), `decode_random_crop` (the random resized crop fused
-  into the JPEG decode);
+  into the JPEG decode, optionally at a reduced DCT scale: `dct_ratio`);
 - training augmentation: `random_resized_crop_window` (torchvision's
   `RandomResizedCrop`), `random_color_jitter` (torchvision's
   `ColorJitter(s, s, s, 0)`);
@@ -97,15 +97,70 @@ def random_resized_crop_window(height, width, seed, scale=(0.08, 1.0), ratio=(3 
     return tf.cast(tf.stack([top, left, crop_h, crop_w]), tf.int32)
 
 
-def decode_random_crop(contents, seed, scale, ratio):
-    """Decode + random resized crop window, fused for JPEG."""
+DCT_RATIOS = (1, 2, 4, 8)  # the scalings libjpeg's decoder offers through TensorFlow
+
+
+def dct_ratio(crop_height, crop_width, min_size):
+    """The largest JPEG decode scaling `1 / r` that keeps a crop >= `min_size` a side.
+
+    libjpeg can decode at 1/2, 1/4 or 1/8 of the size by inverse-transforming
+    only the low frequencies of each 8x8 block, which is much cheaper than a
+    full decode followed by a shrinking resize. `r` is the largest of
+    `DCT_RATIOS` with `min(crop_height, crop_width) >= r * min_size`, so the
+    resize that follows still shrinks (or keeps) the crop, never enlarges it.
+
+    Args:
+        crop_height: int scalar tensor, the crop's height at full size.
+        crop_width: int scalar tensor.
+        min_size: Python int, the output side (224).
+
+    Returns:
+        int32 scalar tensor, the index of `r` in `DCT_RATIOS`.
+
+    Example:
+        >>> int(dct_ratio(tf.constant(500), tf.constant(460), 224))
+        1
+    """
+    side = tf.minimum(tf.cast(crop_height, tf.int32), tf.cast(crop_width, tf.int32))
+    return tf.add_n([tf.cast(side >= r * min_size, tf.int32) for r in DCT_RATIOS[1:]])
+
+
+def decode_random_crop(contents, seed, scale, ratio, dct_min_size=None):
+    """Decode + random resized crop window, fused for JPEG.
+
+    Args:
+        contents: a scalar string tensor, the file's bytes.
+        seed: shape-(2,) stateless seed of the crop window.
+        scale: crop area range, fraction of the image.
+        ratio: crop width / height range.
+        dct_min_size: `None` (default) decodes the crop at full size. An int
+            (the output side) decodes a JPEG crop at the reduced DCT scale of
+            `dct_ratio`, when the crop is at least twice that size: the same
+            window, in 1/r-size coordinates (its corners rounded down to a
+            multiple of r), with libjpeg's block-wise downscale in place of
+            the first factor r of the resize. The pixels then differ from a
+            full decode plus resize by a few grey levels (measured in
+            `docs/results.md`), so it is a speed option, not the default.
+
+    Returns:
+        The uint8 crop `(h, w, 3)`.
+    """
 
     def jpeg():
         shape = tf.image.extract_jpeg_shape(contents)
         window = random_resized_crop_window(shape[0], shape[1], seed, scale, ratio)
-        return tf.image.decode_and_crop_jpeg(
-            contents, window, channels=3, dct_method="INTEGER_ACCURATE"
-        )
+        if dct_min_size is None:
+            return tf.image.decode_and_crop_jpeg(
+                contents, window, channels=3, dct_method="INTEGER_ACCURATE"
+            )
+
+        def scaled(r):
+            return lambda: tf.image.decode_and_crop_jpeg(
+                contents, window // r, channels=3, ratio=r, dct_method="INTEGER_ACCURATE"
+            )
+
+        index = dct_ratio(window[2], window[3], dct_min_size)
+        return tf.switch_case(index, [scaled(r) for r in DCT_RATIOS])
 
     def other():
         image = tf.cast(

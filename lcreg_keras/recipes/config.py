@@ -25,6 +25,10 @@ class Config:
     image_size: int = 224  # random-resized-crop / centre-crop size
     resize_size: int = 256  # test-time resize before the centre crop
     color_jitter: float = 0.4
+    # Decode a JPEG training crop at 1/2, 1/4 or 1/8 scale when it is at least
+    # twice `image_size` a side (faster on large images; a few grey levels
+    # from the full decode, so off by default; docs/results.md).
+    dct_scaling: bool = False
     skip_bad_images: bool = False  # count and skip unreadable images
     # Scan every listed file's header and tail before training (about a
     # minute per million files); "decode" also decodes every image strictly

@@ -556,7 +556,7 @@ def image_list_data(name, config, hooks=None):
     common = dict(
         image_size=config.image_size, color_jitter=config.color_jitter,
         seed=config.seed, skip_bad_images=config.skip_bad_images, mean=mean, std=std,
-        check_files=False,
+        check_files=False, dct_scaling=config.dct_scaling,
     )
     states = {}
     train, states["train"] = pipelines.image_train_dataset(

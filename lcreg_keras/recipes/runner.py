@@ -134,6 +134,7 @@ FLAG_FIELDS = (
     ("path_prefix", "string", "Prefix joined to every listed image path."),
     ("image_size", "integer", "Training crop / test centre-crop size."),
     ("skip_bad_images", "bool", "Count and skip unreadable images instead of failing."),
+    ("dct_scaling", "bool", "Image files: decode large JPEG crops at a reduced DCT scale (faster)."),
     ("stage", "string", "1 | 2 (from --model_dir/stage1) | both."),
     ("stage2_epochs", "integer", "Stage-two epochs."),
     ("stage2_lr", "float", "Stage-two base learning rate (default: --lr)."),

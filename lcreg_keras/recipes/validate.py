@@ -128,6 +128,10 @@ def check_config(config):
     _integer(config, "image_size", 1)
     _integer(config, "resize_size", config.image_size,
              why=f" (the --image_size {config.image_size} centre crop is cut from it)")
+    if config.dct_scaling and config.dataset not in datasets.LIST_DATASETS:
+        raise _fail("dct_scaling", config.dct_scaling,
+                    f"it scales the JPEG decode of image files; {config.dataset} is decoded "
+                    f"already (image-file datasets: {', '.join(sorted(datasets.LIST_DATASETS))})")
     _integer(config, "eval_every", 0)
     _integer(config, "eval_batch_size", 1)
     _integer(config, "max_train_examples", 1, optional=True)
