@@ -255,3 +255,12 @@ def test_seeds_needed_gives_eighty_percent_power():
     text = ablation_study.markdown(table, baseline="mislas")
     sd_pairs = np.std([1.0, 0.5], ddof=1)
     assert f"| {ablation_study.seeds_needed(sd_pairs)} |" in text
+
+
+@pytest.mark.slow
+def test_recipe_benchmark_times_the_default_jobs_epochs(tmp_path):
+    run_tool(["tools/benchmark.py", "recipe", "--backends=tensorflow", "--recipe_examples=512",
+              "--recipe_epochs=2", "--batch=64", "--threads=1", f"--out={tmp_path}"])
+    result = json.loads((tmp_path / "recipe.json").read_text())["backends"]["tensorflow"]
+    assert "error" not in result, result
+    assert len(result["epoch_s"]) == 2 and result["steps"] >= 1 and result["img_per_s"] > 0

@@ -6,6 +6,7 @@ Prints numbers and writes JSON; asserts nothing (speed is not a test).
   python tools/benchmark.py step --backends=jax --batch=128 --steps=30
   python tools/benchmark.py pipeline              # JPEG decode + random resized crop + flip vs PIL
   python tools/benchmark.py pipeline --sizes=600,800  # iNaturalist-sized JPEGs
+  python tools/benchmark.py recipe --threads=1    # the default job's stage one, real data, per backend
   python tools/benchmark.py step --gpu --out=DIR  # ResNet-50 224x224 bf16 batch 256 (GPU preset)
   python tools/benchmark.py summary --out=DIR     # Markdown table of every step.json under DIR
 
@@ -429,6 +430,50 @@ def run_levers(args):
     _write(args.out, "levers.json", {"machine": _machine(), "settings": vars(args).copy(), "rounds": rounds})
 
 
+def run_recipe(args):
+    """The default job's own training throughput, per backend: real data through tf.data.
+
+    Runs stage one of `python -m lcreg_keras.recipes.fashion_mnist_lt` (the
+    recipe's model, pipeline and `fit`) for `--recipe_epochs` epochs of
+    `--recipe_examples` long-tailed training images, in one child process per
+    backend, and reads each epoch's seconds from Keras' `verbose=2` line. The
+    first epoch compiles; the best later epoch counts.
+    """
+    import re
+    import tempfile
+
+    line = re.compile(r"^(\d+)/(\d+) - (\d+(?:\.\d+)?)(ms|s) - ")
+    report = {"machine": _machine(), "settings": vars(args).copy(), "backends": {}}
+    for backend in [b for b in args.backends.split(",") if b and b != "none"]:
+        with tempfile.TemporaryDirectory(prefix="lcreg-recipe-") as folder:
+            env = thread_environment(args.threads)
+            env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+            proc = subprocess.run(
+                [sys.executable, "-m", "lcreg_keras.recipes.fashion_mnist_lt", "--stage=1",
+                 f"--epochs={args.recipe_epochs}", f"--max_train_examples={args.recipe_examples}",
+                 "--max_test_examples=64", "--eval_every=0", "--verbose=2", f"--batch_size={args.batch}",
+                 f"--model_dir={folder}/run"],
+                env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+        epochs = []
+        for text in proc.stdout.splitlines():
+            match = line.match(text.strip())
+            if match and match.group(1) == match.group(2):
+                seconds = float(match.group(3)) / (1000.0 if match.group(4) == "ms" else 1.0)
+                epochs.append((int(match.group(2)), seconds))
+        if proc.returncode != 0 or len(epochs) < 2:
+            report["backends"][backend] = {"error": f"exit {proc.returncode}", "tail": proc.stdout[-2000:]}
+            print(f"  {backend:10s} failed (exit {proc.returncode})", flush=True)
+            continue
+        steps, best = min(epochs[1:], key=lambda e: e[1])
+        # Keras prints whole seconds: the epoch must be long enough to read.
+        result = {"img_per_s": steps * args.batch / best, "epoch_s": [e[1] for e in epochs], "steps": steps}
+        report["backends"][backend] = result
+        print(f"  {backend:10s} recipe stage one {result['img_per_s']:7.1f} img/s "
+              f"(epochs {', '.join(f'{e:.0f} s' for e in result['epoch_s'])})", flush=True)
+    _write(args.out, "recipe.json", report)
+
+
 def _machine():
     return {
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -569,7 +614,7 @@ def run_pipeline(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["step", "profile", "levers", "pipeline", "summary",
+    parser.add_argument("what", choices=["step", "profile", "levers", "pipeline", "recipe", "summary",
                                          "_keras_step", "_torch_step", "_profile"])
     parser.add_argument("--backends", default="tensorflow,jax,torch")
     parser.add_argument("--variants", default=",".join(VARIANTS))
@@ -600,6 +645,9 @@ def main():
     parser.add_argument("--images", type=int, default=256, help="pipeline: JPEGs to generate")
     parser.add_argument("--sizes", default="300,500",
                         help="pipeline: range of the JPEGs' sides (ImageNet about 400x350; iNaturalist 2018 up to 800)")
+    parser.add_argument("--recipe_epochs", type=int, default=3, help="recipe: stage-one epochs (the first compiles)")
+    parser.add_argument("--recipe_examples", type=int, default=5120,
+                        help="recipe: long-tailed training images (the cap of --max_train_examples)")
     parser.add_argument("--gpu", action="store_true", help="ResNet-50 224 bf16 batch 256 preset")
     parser.add_argument("--out", default=None, help="folder for the JSON report")
     args = parser.parse_args()
@@ -627,6 +675,8 @@ def main():
         run_step(args, passthrough)
     elif args.what == "summary":
         run_summary(args.out or ".")
+    elif args.what == "recipe":
+        run_recipe(args)
     else:
         run_pipeline(args)
 
