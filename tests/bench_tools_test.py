@@ -135,7 +135,7 @@ def test_pipeline_benchmark_reports_both_pipelines(tmp_path):
     report = json.loads((tmp_path / "pipeline.json").read_text())
     assert report["sizes"] == [460, 900] and len(report["rounds"]) == 2
     for row in report["rounds"]:
-        names = {"tf_data", "tf_data_dct", "pil"}
+        names = {"tf_data", "tf_data_dct", "pil", "ops", "ops_dct"}
         assert set(row) == names | {n + "_per_cpu_s" for n in names} and min(row.values()) > 0
 
 
