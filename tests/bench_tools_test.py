@@ -92,14 +92,20 @@ def test_study_rejects_bad_requests(tmp_path):
     assert not (tmp_path / "ce").exists()
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
-def test_study_runs_two_pinned_workers(tmp_path):
+def smoke_study(tmp_path, args):
+    """The study tool over smoke runs on fake Fashion-MNIST: (out folder, process)."""
     data = tmp_path / "fashion"
     fake_fashion_mnist(data, n_train=9000, n_test=300, learnable=True)
     out = tmp_path / "study"
-    proc = run_tool(["tools/ablation_study.py", "--rows=ce,latent_only", "--seeds=3",
-                     "--workers=2", f"--out={out}", f"--extra=--smoke --data_dir={data}"])
+    proc = run_tool(["tools/ablation_study.py", *args, f"--out={out}",
+                     f"--extra=--smoke --data_dir={data}"])
+    return out, proc
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_study_runs_two_pinned_workers(tmp_path):
+    out, proc = smoke_study(tmp_path, ["--rows=ce,latent_only", "--seeds=3", "--workers=2"])
     assert "(cores 0)" in proc.stdout and "(cores 1)" in proc.stdout
     for row in ("ce", "latent_only"):
         metrics = json.loads((out / row / "seed3" / "metrics.json").read_text())
@@ -265,3 +271,71 @@ def test_recipe_benchmark_times_the_default_jobs_epochs(tmp_path):
     result = json.loads((tmp_path / "recipe.json").read_text())["backends"]["tensorflow"]
     assert "error" not in result, result
     assert len(result["epoch_s"]) == 2 and result["steps"] >= 1 and result["img_per_s"] > 0
+
+
+def test_study_runs_each_donor_before_the_rows_it_serves():
+    assert ablation_study.plan_jobs(["crt", "ce_posthoc_la", "mislas"], [0, 1]) == [
+        ("ce", 0), ("crt", 0), ("ce_posthoc_la", 0), ("mislas", 0),
+        ("ce", 1), ("crt", 1), ("ce_posthoc_la", 1), ("mislas", 1)]
+    # Two runners: crt and ce_posthoc_la must not start until ce of their seed ended,
+    # though a runner is free while ce runs.
+    import threading
+    import time
+
+    log, lock = [], threading.Lock()
+
+    def fake(row, seed, out, extra, cores, threads):
+        with lock:
+            log.append(("start", row, seed))
+        time.sleep(0.3 if row == "ce" else 0.01)
+        with lock:
+            log.append(("end", row, seed))
+        return "ok"
+
+    jobs = ablation_study.plan_jobs(["ce_posthoc_la", "crt"], [0])
+    ablation_study.run_all(jobs, "unused", [], 1 if len(os.sched_getaffinity(0)) < 2 else 2,
+                           1, run=fake)
+    ce_end = log.index(("end", "ce", 0))
+    for row in ("crt", "ce_posthoc_la"):
+        assert log.index(("start", row, 0)) > ce_end, log
+    assert len(log) == 6
+
+
+def test_a_reusing_row_without_its_donor_is_skipped(tmp_path):
+    result = ablation_study.run_one("crt", 0, str(tmp_path), [])
+    assert result == "skipped: ce seed 0 has not finished"
+    assert not (tmp_path / "crt").exists()
+
+
+@pytest.mark.slow
+def test_crt_and_posthoc_rows_start_from_the_ce_run(tmp_path):
+    out, _ = smoke_study(tmp_path, ["--rows=crt,ce_posthoc_la", "--seeds=2", "--baseline=ce"])
+    ce, crt, la = (out / row / "seed2" for row in ("ce", "crt", "ce_posthoc_la"))
+    # cRT trained stage two only, on ce's stage one, bit for bit.
+    assert "stage 1: finished earlier" in (crt / "log.txt").read_text()
+    assert (crt / "stage1" / "model.keras").read_bytes() == (ce / "stage1" / "model.keras").read_bytes()
+    crt_metrics = json.loads((crt / "metrics.json").read_text())
+    ce_metrics = json.loads((ce / "metrics.json").read_text())
+    assert crt_metrics["stages"]["stage1"]["top1"] == ce_metrics["top1"]
+    assert crt_metrics["config"]["stage2"] == "crt"
+    assert crt_metrics["reused"] == {"row": "ce", "mode": "stage_one",
+                                     "seconds": ce_metrics["total_seconds"]}
+    # The post-hoc row is ce's model, its logits shifted by -log prior (tau 1).
+    la_metrics = json.loads((la / "metrics.json").read_text())
+    assert la_metrics["posthoc_tau"] == 1.0 and la_metrics["reused"]["mode"] == "evaluate"
+    assert not (la / "stage1").exists()
+    model = keras.saving.load_model(str(ce / "model.keras"))
+    from lcreg_keras.recipes import datasets
+    from lcreg_keras.recipes import fashion_mnist_lt
+
+    loaded = datasets.load(fashion_mnist_lt.get_config().replace(**ce_metrics["config"]))
+    logits = np.concatenate([
+        np.asarray(model.predict(batch[0] if isinstance(batch, tuple) else batch, verbose=0))
+        for batch in loaded.test])
+    counts = np.asarray(loaded.train_counts, np.float64)
+    adjusted = logits - np.log(counts / counts.sum())
+    labels = np.asarray(loaded.test_labels)
+    assert la_metrics["top1"] == pytest.approx(np.mean(adjusted.argmax(1) == labels), abs=1e-9)
+    assert ce_metrics["top1"] == pytest.approx(np.mean(logits.argmax(1) == labels), abs=1e-9)
+    table = (out / "study.md").read_text()
+    assert "| crt | 1 |" in table and "| ce_posthoc_la | 1 |" in table

@@ -55,13 +55,16 @@ Long-tailed baselines (`--rows=baselines` runs ce and these with mislas and
 lcreg). Their stage one is plain instance-balanced training without mixup, as
 in each paper (Menon et al., Ren et al., Cao et al., Kang et al., Cui et al.);
 only mislas and lcreg mix:
-  ce_posthoc_la     ce, evaluated with post-hoc logit adjustment (tau 1)
+  ce_posthoc_la     ce's model, evaluated with post-hoc logit adjustment (tau 1)
   la_loss           logit-adjusted cross-entropy (tau 1)
   balanced_softmax  balanced softmax
   ldam_drw          LDAM (cosine classifier, s 30, max margin 0.5) + DRW from 0.8 x epochs
-  crt               ce stage one, then cRT (classifier re-trained on class-balanced batches)
+  crt               cRT (classifier re-trained on class-balanced batches) over ce's stage one
   tau_norm          ce stage one on 90 % of the training data, tau chosen on the other 10 %
   lws, cb_softmax, cb_focal   (asked for by name only)
+ce_posthoc_la evaluates ce's model, crt and lws start from a copy of ce's
+stage one (`REUSES`): the same seed's ce run is their stage one, so the paired
+difference with ce is the post-hoc step or the second stage alone.
 """
 
 import argparse
@@ -70,6 +73,7 @@ import json
 import math
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -133,6 +137,16 @@ DEFAULT_ROWS = ("ce", "mislas", "latent_only", "latent_aug", "latent_recon", "lc
 BASELINE_ROWS = ("ce", "ce_posthoc_la", "la_loss", "balanced_softmax", "ldam_drw", "crt",
                  "tau_norm", "mislas", "lcreg")
 ROW_GROUPS.update(default=list(DEFAULT_ROWS), baselines=list(BASELINE_ROWS))
+# Rows that start from another row's finished run of the same seed, so that
+# their paired difference with it measures their own step alone, as in the
+# papers: cRT and LWS re-train or re-scale the classifier of the
+# instance-balanced (ce) model, and post-hoc adjustment changes no weight.
+#   ("stage_one", donor): the donor's stage one is copied in; only stage two runs.
+#   ("evaluate", donor): the donor's final model is evaluated under the row's flags.
+# The donor runs first (it is added to the jobs when not asked for); a row's
+# `minutes` include the donor's.
+REUSES = {"crt": ("stage_one", "ce"), "lws": ("stage_one", "ce"),
+          "ce_posthoc_la": ("evaluate", "ce")}
 COLUMNS = ("overall", "many", "medium", "few")
 DIAGNOSTICS = ("latents_in_use", "top_latent_share", "saturated_fraction")
 # Each auxiliary term's share of Eq. 7's loss: (log key, loss term, weight flag).
@@ -180,25 +194,93 @@ def seeds_needed(sd, effect=0.5, z_power=0.841621):
 
 
 def run_one(row, seed, out, extra, cores=None, threads=None):
-    """Runs one row and seed through the recipe; `cores` pins it to those CPUs."""
+    """Runs one row and seed through the recipe; `cores` pins it to those CPUs.
+
+    A row of `REUSES` starts from its donor's run of the same seed, which must
+    have finished.
+    """
     model_dir = os.path.join(out, row, f"seed{seed}")
     if os.path.exists(os.path.join(model_dir, "metrics.json")):
         return "done earlier"
-    cmd = [sys.executable, "-m", "lcreg_keras.recipes.fashion_mnist_lt", f"--seed={seed}",
-           f"--model_dir={model_dir}", "--verbose=2", *ROWS[row], *extra]
+    mode, donor = REUSES.get(row, (None, None))
+    donor_dir = os.path.join(out, donor, f"seed{seed}") if donor else None
+    if donor and not os.path.exists(os.path.join(donor_dir, "metrics.json")):
+        return f"skipped: {donor} seed {seed} has not finished"
+    flags = [f"--seed={seed}", "--verbose=2", *ROWS[row], *extra]
+    if mode == "evaluate":
+        cmd = [sys.executable, "-m", "lcreg_keras.recipes.evaluate", "--recipe=fashion_mnist_lt",
+               f"--model={os.path.join(donor_dir, 'model.keras')}",
+               f"--out={os.path.join(model_dir, 'eval')}", *flags]
+    else:
+        cmd = [sys.executable, "-m", "lcreg_keras.recipes.fashion_mnist_lt",
+               f"--model_dir={model_dir}", *flags]
     pinned = f" (cores {','.join(map(str, cores))})" if cores else ""
     print("$ " + " ".join(cmd[1:]) + pinned, flush=True)
     start = time.time()
     os.makedirs(model_dir, exist_ok=True)
+    if mode == "stage_one":
+        copy_stage_one(donor_dir, model_dir)
     pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     with open(os.path.join(model_dir, "log.txt"), "a") as log:
         code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT,
                                env=thread_environment(threads), preexec_fn=pin)
-    return f"exit {code} in {(time.time() - start) / 60:.1f} min"
+    seconds = time.time() - start
+    if donor and code == 0:
+        record_reuse(model_dir, donor_dir, donor, mode, seconds)
+    return f"exit {code} in {seconds / 60:.1f} min"
 
 
-def run_all(jobs, out, extra, workers, threads):
-    """Runs (row, seed) jobs in order on `workers` runners, each on its own cores."""
+def copy_stage_one(donor_dir, model_dir):
+    """The donor's finished stage one and its manifest, so the recipe skips stage one.
+
+    The recipe checks the copied `run.json` against the row's own flags: a
+    row whose stage one differs from its donor's is refused, not retrained.
+    """
+    for name in ("run.json", "preprocessing.json"):
+        shutil.copyfile(os.path.join(donor_dir, name), os.path.join(model_dir, name))
+    stage1 = os.path.join(model_dir, "stage1")
+    if not os.path.exists(os.path.join(stage1, "done.json")):
+        shutil.rmtree(stage1, ignore_errors=True)
+        shutil.copytree(os.path.join(donor_dir, "stage1"), stage1)
+
+
+def record_reuse(model_dir, donor_dir, donor, mode, seconds):
+    """Notes the donor in the row's metrics.json (an evaluation's is written here)."""
+    with open(os.path.join(donor_dir, "metrics.json")) as f:
+        donor_seconds = json.load(f)["total_seconds"]
+    path = os.path.join(model_dir, "metrics.json")
+    if mode == "evaluate":
+        with open(os.path.join(model_dir, "eval", "report.json")) as f:
+            report = json.load(f)
+        metrics = {key: report[key] for key in ("top1", "splits", "ece", "nll", "posthoc_tau")}
+        metrics["total_seconds"] = round(seconds, 1)
+    else:
+        with open(path) as f:
+            metrics = json.load(f)
+    metrics["reused"] = {"row": donor, "mode": mode, "seconds": donor_seconds}
+    with open(path + ".tmp", "w") as f:
+        json.dump(metrics, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def plan_jobs(rows, seeds):
+    """(row, seed) jobs, seed by seed, each donor of `REUSES` before the rows it serves."""
+    jobs = []
+    for seed in seeds:
+        for row in rows:
+            donor = REUSES.get(row, (None, None))[1]
+            if donor and (donor, seed) not in jobs:
+                jobs.append((donor, seed))
+            if (row, seed) not in jobs:
+                jobs.append((row, seed))
+    return jobs
+
+
+def run_all(jobs, out, extra, workers, threads, run=run_one):
+    """Runs (row, seed) jobs in order on `workers` runners, each on its own cores.
+
+    A row of `REUSES` waits while another runner still runs its donor.
+    """
     available = sorted(os.sched_getaffinity(0))
     if workers * (threads or 1) > len(available):
         raise SystemExit(f"--workers={workers} x --threads={threads} needs more than the "
@@ -206,6 +288,8 @@ def run_all(jobs, out, extra, workers, threads):
     todo = queue.Queue()
     for job in jobs:
         todo.put(job)
+    started, finished = set(), set()
+    changed = threading.Condition()
 
     def work(index):
         cores = None
@@ -213,11 +297,20 @@ def run_all(jobs, out, extra, workers, threads):
             size = threads or 1
             cores = available[index * size:(index + 1) * size]
         while True:
+            with changed:  # taking a job and marking it started is one step
+                try:
+                    row, seed = todo.get_nowait()
+                except queue.Empty:
+                    return
+                started.add((row, seed))
+                donor = (REUSES.get(row, (None, None))[1], seed)
+                changed.wait_for(lambda: donor not in started or donor in finished)
             try:
-                row, seed = todo.get_nowait()
-            except queue.Empty:
-                return
-            result = run_one(row, seed, out, extra, cores, threads)
+                result = run(row, seed, out, extra, cores, threads)
+            finally:
+                with changed:
+                    finished.add((row, seed))
+                    changed.notify_all()
             print(f"{row} seed {seed}: {result}", flush=True)
 
     pool = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
@@ -290,7 +383,8 @@ def collect(out, rows, rule):
                 if last.get(key) not in (None, ""):
                     entry[key] = float(last[key])
             entry.update(loss_shares(history, metrics.get("config", {})))
-            entry["minutes"] = metrics["total_seconds"] / 60
+            reused = metrics.get("reused", {}).get("seconds", 0.0)
+            entry["minutes"] = (metrics["total_seconds"] + reused) / 60
             runs.append(entry)
         if runs:
             table[row] = runs
@@ -430,7 +524,7 @@ def main():
         if args.workers < 1:
             parser.error("--workers must be at least 1")
         threads = args.threads or (1 if args.workers > 1 else None)
-        jobs = [(row, int(seed)) for seed in args.seeds.split(",") for row in rows]
+        jobs = plan_jobs(rows, [int(seed) for seed in args.seeds.split(",")])
         start = time.time()
         extra = [f"--subset_seed={args.subset_seed}", *args.extra.split()]
         run_all(jobs, args.out, extra, args.workers, threads)
