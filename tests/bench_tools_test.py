@@ -118,17 +118,19 @@ def test_study_runs_two_pinned_workers(tmp_path):
 
 @pytest.mark.slow
 def test_step_benchmark_reports_every_number(tmp_path):
-    run_tool(["tools/benchmark.py", "step", "--backends=tensorflow", "--variants=plain,lcreg",
-              "--steps=2", "--batch=8", "--image_size=16", "--repeats=1", "--threads=1",
-              f"--out={tmp_path}"])
+    run_tool(["tools/benchmark.py", "step", "--backends=tensorflow",
+              "--variants=plain,lcreg,lcreg_parts", "--steps=2", "--batch=8", "--image_size=16",
+              "--repeats=1", "--threads=1", f"--out={tmp_path}"])
     report = json.loads((tmp_path / "step.json").read_text())
     tf = report["backends"]["tensorflow"]
-    for variant in ("plain", "lcreg"):
+    for variant in ("plain", "lcreg", "lcreg_parts"):
         assert tf[variant]["img_per_s"] > 0 and tf[variant]["step_ms"] > 0
         # One thread was asked for: the process cannot keep two cores busy.
         assert 0 < tf[variant]["cores_busy"] < 1.5
     assert tf["overhead_ratio"] == pytest.approx(
         tf["plain"]["img_per_s"] / tf["lcreg"]["img_per_s"])
+    assert tf["lcreg_parts"]["over_plain"] == pytest.approx(
+        tf["plain"]["img_per_s"] / tf["lcreg_parts"]["img_per_s"])
     assert tf["peak_rss_mb"] > 100
     assert report["torch_reference"]["torch_reference"]["img_per_s"] > 0
     assert report["settings"]["threads"] == 1

@@ -63,7 +63,13 @@ VARIANTS = {
     "latent_aug": dict(latent_recon=False),
     "latent_recon": dict(latent_aug=False),
     "lcreg": dict(),
+    # The readings of Eq. 5-6 (spec Sec. 3; asked for by name, as --variants=plain,lcreg,lcreg_parts):
+    # `lcreg` is today's `latents`.
+    "lcreg_parts": dict(latent_aug_samples="parts"),
+    "lcreg_latents_explicit": dict(latent_aug_explicit=True),
+    "lcreg_parts_explicit": dict(latent_aug_samples="parts", latent_aug_explicit=True),
 }
+DEFAULT_VARIANTS = ("plain", "latent_only", "latent_aug", "latent_recon", "lcreg")
 
 
 def _peak_rss_mb():
@@ -105,7 +111,7 @@ def keras_step_worker(args):
         # otherwise pays for the runtime's own warm-up (thread pools, caches).
         seconds, cores = _best_of(args.repeats, lambda: model.fit(x, y, batch_size=args.batch, epochs=1, verbose=0))
         results[name] = {"img_per_s": n / seconds, "step_ms": 1000 * seconds / args.steps, "cores_busy": cores}
-        print(f"  {keras.config.backend():10s} {name:12s} {n / seconds:9.1f} img/s  "
+        print(f"  {keras.config.backend():10s} {name:22s} {n / seconds:9.1f} img/s  "
               f"({cores:.2f} cores busy)", file=sys.stderr, flush=True)
     results["peak_rss_mb"] = _peak_rss_mb()
     print(json.dumps(results))
@@ -378,9 +384,14 @@ def run_step(args, passthrough):
                             threads=args.threads, onednn=args.onednn)
             ref.update({k: v for k, v in result.items() if k != "peak_rss_mb"})
         report["torch_reference"] = ref
-    for result in report["backends"].values():
-        if "lcreg" in result and "plain" in result:  # time ratio LCReg / plain
+    for backend, result in report["backends"].items():
+        if "plain" not in result:
+            continue
+        if "lcreg" in result:  # time ratio LCReg / plain
             result["overhead_ratio"] = result["plain"]["img_per_s"] / result["lcreg"]["img_per_s"]
+        for name in [n for n in result if n.startswith("lcreg")]:  # every reading's
+            result[name]["over_plain"] = result["plain"]["img_per_s"] / result[name]["img_per_s"]
+            print(f"{backend} {name} / plain (time): {result[name]['over_plain']:.3f}")
     print("\n" + summary_table({"this run": report}))
     _write(args.out, "step.json", report)
 
@@ -649,7 +660,8 @@ def main():
     parser.add_argument("what", choices=["step", "profile", "levers", "pipeline", "recipe", "summary",
                                          "_keras_step", "_torch_step", "_profile"])
     parser.add_argument("--backends", default="tensorflow,jax,torch")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help=f"of: {', '.join(VARIANTS)}")
     parser.add_argument("--backbone", default="resnet32")
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=128)
