@@ -540,6 +540,16 @@ def run_summary(folder):
     print(summary_table(reports))
 
 
+def _rates(run):
+    """(items per wall-clock second, items per CPU second of this process) of `run()`.
+
+    `run` returns how many items it processed.
+    """
+    start, cpu = time.perf_counter(), time.process_time()
+    count = run()
+    return count / (time.perf_counter() - start), count / (time.process_time() - cpu)
+
+
 def run_pipeline(args):
     """img/s per core: our tf.data JPEG pipeline vs a PIL pipeline, one core each."""
     import tempfile
@@ -577,11 +587,7 @@ def run_pipeline(args):
         dataset = dataset.with_options(options)
         for _ in dataset.take(1):
             pass
-        start, cpu = time.perf_counter(), time.process_time()
-        count = 0
-        for x, _ in dataset:
-            count += int(x.shape[0])
-        return count / (time.perf_counter() - start), count / (time.process_time() - cpu)
+        return _rates(lambda: sum(int(x.shape[0]) for x, _ in dataset))
 
     mean = np.array([0.485, 0.456, 0.406], np.float32)
     std = np.array([0.229, 0.224, 0.225], np.float32)
@@ -618,19 +624,17 @@ def run_pipeline(args):
                                                   dct_min_size=224 if dct_scaling else None)
             return transforms.resize(image, [224, 224])
 
-        for i, data in enumerate(contents[:2]):
-            one(data, tf.constant([i, 0]))
-        start, cpu = time.perf_counter(), time.process_time()
-        for i, data in enumerate(contents):
-            one(data, tf.constant([i, 0]))
-        return len(contents) / (time.perf_counter() - start), len(contents) / (time.process_time() - cpu)
+        def run(images):
+            for i, data in enumerate(images):
+                one(data, tf.constant([i, 0]))
+            return len(images)
+
+        run(contents[:2])
+        return _rates(lambda: run(contents))
 
     def pil():
         prng = np.random.default_rng(0)
-        start, cpu = time.perf_counter(), time.process_time()
-        for path in paths:
-            pil_sample(path, prng)
-        return len(paths) / (time.perf_counter() - start), len(paths) / (time.process_time() - cpu)
+        return _rates(lambda: sum(pil_sample(path, prng) is not None for path in paths))
 
     # Interleaved, so a change in the machine's load hits all three alike;
     # one untimed round first (the first pass of each pays for warm-up).
