@@ -173,10 +173,12 @@ def test_smoke_run_tau_norm_and_posthoc_adjustment(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_run_ldam_drw_then_crt(tmp_path):
-    proc = run_recipe(*smoke_flags(tmp_path), "--epochs=2", "--loss=ldam_drw", "--drw_epoch=1",
+    # Four epochs: after two (DRW from the second), the cosine model can still sit near chance
+    # at test time (it did on an AMX Xeon with oneDNN: 11 %, one class predicted).
+    proc = run_recipe(*smoke_flags(tmp_path), "--epochs=4", "--loss=ldam_drw", "--drw_epoch=3",
                       "--stage=both", "--stage2=crt")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "LDAM (s 30, max margin 0.5, cosine classifier), DRW from epoch 1" in proc.stdout
+    assert "LDAM (s 30, max margin 0.5, cosine classifier), DRW from epoch 3" in proc.stdout
     assert "cRT: classifier re-initialised" in proc.stdout
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["heldout_examples"] == 0 and set(metrics["stages"]) == {"stage1", "stage2"}
