@@ -72,7 +72,6 @@ import csv
 import json
 import math
 import os
-import queue
 import shutil
 import subprocess
 import sys
@@ -279,37 +278,45 @@ def plan_jobs(rows, seeds):
 def run_all(jobs, out, extra, workers, threads, run=run_one):
     """Runs (row, seed) jobs in order on `workers` runners, each on its own cores.
 
-    A row of `REUSES` waits while another runner still runs its donor.
+    A row of `REUSES` is not started while another runner still runs its donor:
+    that runner takes the next job that is not blocked, else waits.
     """
     available = sorted(os.sched_getaffinity(0))
     if workers * (threads or 1) > len(available):
         raise SystemExit(f"--workers={workers} x --threads={threads} needs more than the "
                          f"{len(available)} CPUs this process may use")
-    todo = queue.Queue()
-    for job in jobs:
-        todo.put(job)
+    todo = list(jobs)
     started, finished = set(), set()
     changed = threading.Condition()
+
+    def ready(job):
+        donor = (REUSES.get(job[0], (None, None))[1], job[1])
+        return donor not in started or donor in finished
+
+    def take():
+        """The first job whose donor is not running now (waits while all are blocked); None at the end."""
+        with changed:
+            while todo:
+                job = next((j for j in todo if ready(j)), None)
+                if job is not None:
+                    todo.remove(job)
+                    started.add(job)
+                    return job
+                changed.wait()
+            return None
 
     def work(index):
         cores = None
         if workers > 1:
             size = threads or 1
             cores = available[index * size:(index + 1) * size]
-        while True:
-            with changed:  # taking a job and marking it started is one step
-                try:
-                    row, seed = todo.get_nowait()
-                except queue.Empty:
-                    return
-                started.add((row, seed))
-                donor = (REUSES.get(row, (None, None))[1], seed)
-                changed.wait_for(lambda: donor not in started or donor in finished)
+        while (job := take()) is not None:
+            row, seed = job
             try:
                 result = run(row, seed, out, extra, cores, threads)
             finally:
                 with changed:
-                    finished.add((row, seed))
+                    finished.add(job)
                     changed.notify_all()
             print(f"{row} seed {seed}: {result}", flush=True)
 
