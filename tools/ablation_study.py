@@ -192,6 +192,11 @@ def seeds_needed(sd, effect=0.5, z_power=0.841621):
     return n
 
 
+def donor_of(row):
+    """The row whose run of the same seed `row` starts from (`REUSES`), or None."""
+    return REUSES.get(row, (None, None))[1]
+
+
 def run_one(row, seed, out, extra, cores=None, threads=None):
     """Runs one row and seed through the recipe; `cores` pins it to those CPUs.
 
@@ -267,7 +272,7 @@ def plan_jobs(rows, seeds):
     jobs = []
     for seed in seeds:
         for row in rows:
-            donor = REUSES.get(row, (None, None))[1]
+            donor = donor_of(row)
             if donor and (donor, seed) not in jobs:
                 jobs.append((donor, seed))
             if (row, seed) not in jobs:
@@ -290,7 +295,7 @@ def run_all(jobs, out, extra, workers, threads, run=run_one):
     changed = threading.Condition()
 
     def ready(job):
-        donor = (REUSES.get(job[0], (None, None))[1], job[1])
+        donor = (donor_of(job[0]), job[1])
         return donor not in started or donor in finished
 
     def take():

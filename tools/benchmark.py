@@ -76,6 +76,13 @@ def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _timed(run):
+    """`(run(), wall-clock seconds, CPU seconds of this process, all its threads)`."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = run()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
 def _best_of(repeats, run):
     """(seconds, cores busy) of the fastest of `repeats` calls of `run`.
 
@@ -84,9 +91,7 @@ def _best_of(repeats, run):
     """
     best = (float("inf"), 0.0)
     for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        _, wall, cpu = _timed(run)
         if wall < best[0]:
             best = (wall, cpu / wall)
     return best
@@ -545,9 +550,8 @@ def _rates(run):
 
     `run` returns how many items it processed.
     """
-    start, cpu = time.perf_counter(), time.process_time()
-    count = run()
-    return count / (time.perf_counter() - start), count / (time.process_time() - cpu)
+    count, wall, cpu = _timed(run)
+    return count / wall, count / cpu
 
 
 def run_pipeline(args):
@@ -634,7 +638,13 @@ def run_pipeline(args):
 
     def pil():
         prng = np.random.default_rng(0)
-        return _rates(lambda: sum(pil_sample(path, prng) is not None for path in paths))
+
+        def run():
+            for path in paths:
+                pil_sample(path, prng)
+            return len(paths)
+
+        return _rates(run)
 
     # Interleaved, so a change in the machine's load hits all three alike;
     # one untimed round first (the first pass of each pays for warm-up).
