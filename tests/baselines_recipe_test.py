@@ -18,7 +18,7 @@ from tests.fakes import fake_fashion_mnist
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
-import ablation_study  # noqa: E402
+import study_rows  # noqa: E402
 
 
 def parse(args):
@@ -89,8 +89,8 @@ def test_bad_values_fail_before_any_data_is_read(change, flag, tmp_path):
 
 
 def test_every_baseline_row_of_the_study_is_a_valid_config():
-    for row in ablation_study.BASELINE_ROWS + ("lws", "cb_softmax", "cb_focal"):
-        config = parse(ablation_study.ROWS[row])
+    for row in study_rows.BASELINE_ROWS + ("lws", "cb_softmax", "cb_focal"):
+        config = parse(study_rows.ROWS[row])
         baselines.check(config)
         if row not in ("mislas", "lcreg"):
             assert config.mixup_alpha == 0 and not config.latent, row

@@ -21,6 +21,8 @@ from tests.tiny_model import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import ablation_study  # noqa: E402
+import study_report  # noqa: E402
+import study_rows  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     keras.config.backend() != "tensorflow", reason="the tools' tests run on TensorFlow"
@@ -38,15 +40,15 @@ def run_tool(args, timeout=600, check=True):
 
 def test_mean_interval_is_the_student_t_interval():
     values = [71.2, 74.9, 73.0, 70.4, 75.5]
-    mean, half = ablation_study.mean_interval(values)
+    mean, half = study_report.mean_interval(values)
     sd = np.std(values, ddof=1)
     # 97.5 % quantile of Student's t with 4 degrees of freedom.
     assert mean == pytest.approx(np.mean(values))
     assert half == pytest.approx(2.7764 * sd / math.sqrt(5), rel=1e-4)
-    assert ablation_study.mean_interval([3.0]) == (3.0, 0.0)
+    assert study_report.mean_interval([3.0]) == (3.0, 0.0)
     # Past the table: printed t tables give 2.2281 (10), 2.0423 (30), 1.9840 (100).
     for df, exact in ((10, 2.2281), (30, 2.0423), (100, 1.9840)):
-        assert ablation_study.t95(df) == pytest.approx(exact, abs=2e-4)
+        assert study_report.t95(df) == pytest.approx(exact, abs=2e-4)
 
 
 def fake_run(folder, overall, seconds=60.0, diagnostics=None):
@@ -171,13 +173,13 @@ def test_paired_difference_uses_shared_seeds_only():
             {"seed": "seed2", "overall": 75.0}]
     runs = [{"seed": "seed0", "overall": 81.0}, {"seed": "seed1", "overall": 71.5},
             {"seed": "seed7", "overall": 99.0}]
-    mean, half, n = ablation_study.paired_difference(runs, base)
+    mean, half, n = study_report.paired_difference(runs, base)
     # Differences 1.0 and 1.5: seed 7 has no partner, seed 2 no run.
     assert n == 2 and mean == pytest.approx(1.25)
     assert half == pytest.approx(12.7062 * np.std([1.0, 1.5], ddof=1) / math.sqrt(2))
-    assert ablation_study.paired_difference(runs[2:], base) is None
+    assert study_report.paired_difference(runs[2:], base) is None
     table = {"mislas": base, "lcreg": runs}
-    text = ablation_study.markdown(table, baseline="mislas")
+    text = study_report.markdown(table, baseline="mislas")
     assert "overall - mislas (paired)" in text and "+1.25 ±" in text and "(n=2)" in text
 
 
@@ -188,8 +190,8 @@ def test_chart_with_a_paired_panel(tmp_path):
 
     table = {"mislas": [run("seed0", 80.0), run("seed1", 82.0)],
              "lcreg": [run("seed0", 81.0), run("seed1", 82.5)]}
-    ablation_study.bar_chart(table, str(tmp_path / "one.png"))
-    ablation_study.bar_chart(table, str(tmp_path / "two.png"), baseline="mislas")
+    study_report.bar_chart(table, str(tmp_path / "one.png"))
+    study_report.bar_chart(table, str(tmp_path / "two.png"), baseline="mislas")
     from PIL import Image
 
     one, two = Image.open(tmp_path / "one.png"), Image.open(tmp_path / "two.png")
@@ -197,7 +199,7 @@ def test_chart_with_a_paired_panel(tmp_path):
 
 
 def test_study_rows_for_the_readings_and_table4():
-    rows = ablation_study.ROWS
+    rows = study_rows.ROWS
     for reading in ("latents", "parts", "latents_explicit", "parts_explicit", "parts_tau0.1"):
         assert f"lcreg_{reading}" in rows
     assert "--latent_aug_samples=parts" in rows["lcreg_parts"]
@@ -209,10 +211,10 @@ def test_study_rows_for_the_readings_and_table4():
     assert "--latent_aug=false" not in only and "--latent_aug_samples=parts" in only
     assert "--isda_lambda0=0" not in rows["t4_aug_parts"]
     assert "--fusion=none" in rows["t4_fusion_none_parts"]
-    assert ablation_study.expand_rows("table4_parts,mislas") == [
+    assert study_rows.expand_rows("table4_parts,mislas") == [
         "mislas", "t4_only_parts", "t4_aug_parts", "t4_recon_parts", "lcreg_parts",
         "t4_fusion_none_parts"]
-    assert ablation_study.expand_rows("screening")[0] == "mislas"
+    assert study_rows.expand_rows("screening")[0] == "mislas"
 
 
 def test_study_reports_loss_shares_after_the_first_tenth(tmp_path):
@@ -236,34 +238,34 @@ def test_study_reports_loss_shares_after_the_first_tenth(tmp_path):
         writer = csv.DictWriter(f, fieldnames=["loss_cls", "loss_aug", "loss_recon"])
         writer.writeheader()
         writer.writerow({"loss_cls": 0.8, "loss_aug": 0.1, "loss_recon": 1.0})
-    table = ablation_study.collect(str(tmp_path), ["lcreg_parts", "lcreg"], "cifar10")
+    table = study_report.collect(str(tmp_path), ["lcreg_parts", "lcreg"], "cifar10")
     run = table["lcreg_parts"][0]
     assert run["share_aug"] == pytest.approx(100 * (5 * 0.02 + 4 * 0.03) / 9)
     assert run["share_recon"] == pytest.approx(10.0) and run["latents_in_use"] == 7
     assert table["lcreg"][0]["share_aug"] == pytest.approx(100 * 0.01 / 0.91)
-    text = ablation_study.markdown(table)
+    text = study_report.markdown(table)
     assert "share_aug" in text.splitlines()[0] and "share_recon" in text.splitlines()[0]
 
 
 def test_seeds_needed_gives_eighty_percent_power():
     # G*Power's paired t-test table: effect size d = 0.5, two-sided 5 %, power 0.8 -> 34 pairs.
-    assert ablation_study.seeds_needed(sd=1.0, effect=0.5) == 34
+    assert study_report.seeds_needed(sd=1.0, effect=0.5) == 34
     # Monte Carlo: paired differences N(0.5, sd) at the n it asks for are detected about 80 % of the time.
     rng = np.random.default_rng(0)
     sd = 0.9
-    n = ablation_study.seeds_needed(sd)
+    n = study_report.seeds_needed(sd)
     d = rng.normal(0.5, sd, size=(4000, n))
     t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(n))
-    power = np.mean(np.abs(t) > ablation_study.t95(n - 1))
+    power = np.mean(np.abs(t) > study_report.t95(n - 1))
     assert 0.76 < power < 0.85  # binomial standard error 0.0063 at 4,000 trials
     d = rng.normal(0.5, sd, size=(4000, n // 2))
     t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(n // 2))
-    assert np.mean(np.abs(t) > ablation_study.t95(n // 2 - 1)) < 0.65  # half the seeds: underpowered
+    assert np.mean(np.abs(t) > study_report.t95(n // 2 - 1)) < 0.65  # half the seeds: underpowered
     table = {"mislas": [{"seed": "s0", "overall": 80.0}, {"seed": "s1", "overall": 70.0}],
              "lcreg": [{"seed": "s0", "overall": 81.0}, {"seed": "s1", "overall": 70.5}]}
-    text = ablation_study.markdown(table, baseline="mislas")
+    text = study_report.markdown(table, baseline="mislas")
     sd_pairs = np.std([1.0, 0.5], ddof=1)
-    assert f"| {ablation_study.seeds_needed(sd_pairs)} |" in text
+    assert f"| {study_report.seeds_needed(sd_pairs)} |" in text
 
 
 @pytest.mark.slow
@@ -303,6 +305,23 @@ def test_study_runs_each_donor_before_the_rows_it_serves():
     if two:  # the free runner took the job that needs no donor instead of waiting
         assert log.index(("start", "mislas", 0)) < ce_end, log
     assert len(log) == 8
+
+
+def test_study_prints_how_many_runs_are_left(tmp_path, capsys):
+    # A run done in an earlier sitting neither counts as run nor as left.
+    (tmp_path / "mislas" / "seed0").mkdir(parents=True)
+    (tmp_path / "mislas" / "seed0" / "metrics.json").write_text("{}")
+
+    def fake(row, seed, out, extra, cores, threads):
+        done = os.path.exists(os.path.join(out, row, f"seed{seed}", "metrics.json"))
+        return "done earlier" if done else "exit 0 in 0.0 min"
+
+    jobs = ablation_study.plan_jobs(["ce", "mislas", "lcreg"], [0, 1])
+    ablation_study.run_all(jobs, str(tmp_path), [], 1, 1, run=fake)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "ce seed 0: exit 0 in 0.0 min [1 run, 4 to go, about 0.0 h left]"
+    assert lines[1] == "mislas seed 0: done earlier [1 run, 4 to go, about 0.0 h left]"
+    assert lines[-1].endswith("[5 run, 0 to go, about 0.0 h left]")
 
 
 def test_a_reusing_row_without_its_donor_is_skipped(tmp_path):
