@@ -22,7 +22,7 @@ On a small CPU, several single-threaded runs side by side finish a study sooner
 than one run using every core (2 cores here: about 300 img/s per one-thread
 run against about 500 for one two-thread run). `--workers` runs that many at
 once, each pinned to its own `--threads` cores with TensorFlow's and OpenMP's
-thread pools sized to match (`benchmark.thread_environment`).
+thread pools sized to match (`bench_common.thread_environment`).
 
 The rows and groups are in `study_rows.py`, the table and chart in
 `study_report.py`.
@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 
-from benchmark import thread_environment
+from bench_common import thread_environment
 from study_report import bar_chart, collect, markdown
 from study_rows import DEFAULT_ROWS, REUSES, ROW_GROUPS, ROWS, donor_of, expand_rows
 
