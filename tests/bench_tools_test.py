@@ -149,6 +149,32 @@ def test_pipeline_benchmark_reports_both_pipelines(tmp_path):
         assert set(row) == names | {n + "_per_cpu_s" for n in names} and min(row.values()) > 0
 
 
+def test_profile_difference_leaves_the_backbone_ops_out():
+    import bench_profile
+
+    ops = {"_MklNativeConv2D": 110.0, "FusedBatchNormV3": 9.0, "MatMul": 20.0, "Mul": 5.0}
+    base = {"_MklNativeConv2D": 100.0, "FusedBatchNormV3": 10.0, "MatMul": 3.0, "Mul": 5.0, "Relu": 1.0}
+    # MatMul +17, Relu -1; the convolution's +10 and batch norm's -1 are the backbone's.
+    assert bench_profile.added_work(ops, base) == pytest.approx(16.0)
+    lines = bench_profile.difference_lines(ops, base, "lcreg", "plain", top=3)
+    assert lines[5].startswith("| MatMul | 3.0 | 20.0 | +17.0 |")
+    assert lines[6].startswith("| _MklNativeConv2D | 100.0 | 110.0 | +10.0 | yes")
+    assert lines[-1].startswith("lcreg adds 16.0 ms a step outside the backbone's ops: 13.4 % of plain's 119 ms (op time ratio without the backbone's noise: 1.134)")
+
+
+@pytest.mark.slow
+def test_profile_against_plain_reports_both_steps(tmp_path):
+    proc = run_tool(["tools/benchmark.py", "profile", "--backends=tensorflow", "--steps=2", "--batch=8",
+                     "--image_size=16", "--threads=1", "--profile_against=plain", "--top=5",
+                     f"--out={tmp_path}"])
+    tf = json.loads((tmp_path / "profile.json").read_text())["backends"]["tensorflow"]
+    plain = tf["against"]["plain"]
+    assert sum(tf["ops_ms_per_step"].values()) == pytest.approx(tf["total_ms_per_step"], rel=1e-6)
+    # Some op kinds (the latent pool's einsum, at least) run in LCReg's step only.
+    assert set(tf["ops_ms_per_step"]) - set(plain["ops_ms_per_step"])
+    assert "lcreg adds" in proc.stdout and "outside the backbone's ops" in proc.stdout
+
+
 def test_benchmark_summary_tables_every_run(tmp_path):
     def write(name, report):
         (tmp_path / name).mkdir()

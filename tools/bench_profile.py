@@ -1,8 +1,20 @@
-"""`benchmark.py profile`: the top ops of LCReg's training step by self time, per backend."""
+"""`benchmark.py profile`: the top ops of a training step (LCReg's by default) by self time, per backend.
+
+With `--profile_against=plain` it profiles that variant too, in its own
+process, and prints the ops whose time differs: what LCReg adds to a step,
+op by op. Beside wall-clock ratios, which a shared machine's load moves, it
+gives the added work as the sum of the differences over the ops that are not
+the backbone's (convolutions and batch norm do the same work in both, so
+their difference is noise).
+"""
 
 import glob
 import json
 import os
+import re
+
+# Op kinds whose work the backbone sets alone (the same in every variant).
+BACKBONE_OPS = re.compile(r"conv|batch_?norm", re.IGNORECASE)
 
 from bench_common import child, machine, write
 from bench_step import keras_model, mixed_batches
@@ -15,7 +27,7 @@ def profile_worker(args):
     import keras
 
     x, y = mixed_batches(args)
-    model = keras_model(args, "lcreg")
+    model = keras_model(args, args.profile_variant)
     model.compile(keras.optimizers.SGD(0.1, momentum=0.9), jit_compile=args.jit,
                   steps_per_execution=args.steps_per_execution)
     model.fit(x, y, batch_size=args.batch, epochs=1, verbose=0)  # compiles
@@ -45,6 +57,7 @@ def profile_worker(args):
     total = sum(ops.values())
     top = sorted(ops.items(), key=lambda kv: -kv[1])[: args.top]
     print(json.dumps({"total_ms_per_step": total / 1000 / args.steps,
+                      "ops_ms_per_step": {k: v / 1000 / args.steps for k, v in ops.items()},
                       "top": [{"op": k, "ms_per_step": v / 1000 / args.steps, "share": v / total}
                               for k, v in top]}))
 
@@ -86,16 +99,47 @@ def xplane_op_times(folder):
 
 
 def run_profile(args, passthrough):
-    """Prints, per backend, the top ops of the LCReg step by self time (Markdown)."""
+    """Prints, per backend, the top ops of the step by self time (Markdown), and the
+    differences with `--profile_against`'s step when asked."""
     report = {"machine": machine(), "settings": vars(args).copy(), "backends": {}}
     lines = []
     for backend in [b for b in args.backends.split(",") if b and b != "none"]:
         result = child(["_profile"] + passthrough, backend, args.threads, args.onednn)
         report["backends"][backend] = result
-        lines += [f"\n{backend}: {result.get('total_ms_per_step', float('nan')):.0f} ms of op self time a step"
+        lines += [f"\n{backend}, {args.profile_variant}: {result.get('total_ms_per_step', float('nan')):.0f} ms of op self time a step"
                   f"{' (' + result['error'] + ')' if 'error' in result else ''}",
                   "", "| op | ms / step | share |", "|---|---|---|"]
         lines += [f"| {t['op']} | {t['ms_per_step']:.1f} | {100 * t['share']:.1f} % |"
                   for t in result.get("top", [])]
+        if args.profile_against and "error" not in result:
+            other = child(["_profile"] + passthrough + [f"--profile_variant={args.profile_against}"],
+                          backend, args.threads, args.onednn)
+            result["against"] = {args.profile_against: other}
+            if "error" not in other:
+                lines += difference_lines(result["ops_ms_per_step"], other["ops_ms_per_step"],
+                                          args.profile_variant, args.profile_against, args.top)
     print("\n".join(lines))
     write(args.out, "profile.json", report)
+
+
+def added_work(ops, base):
+    """ms a step that `ops` adds to `base` outside the backbone's ops (see the module)."""
+    return sum(ops.get(k, 0.0) - base.get(k, 0.0) for k in set(ops) | set(base)
+               if not BACKBONE_OPS.search(k))
+
+
+def difference_lines(ops, base, name, base_name, top):
+    """Markdown: the `top` ops by |difference| of time, and the added work as a share of `base`."""
+    kinds = sorted(set(ops) | set(base), key=lambda k: -abs(ops.get(k, 0.0) - base.get(k, 0.0)))
+    base_total = sum(base.values())
+    extra = added_work(ops, base)
+    lines = ["", f"{name} against {base_name}, op by op (ms a step):", "",
+             f"| op | {base_name} | {name} | difference | backbone op |", "|---|---|---|---|---|"]
+    for kind in kinds[:top]:
+        a, b = ops.get(kind, 0.0), base.get(kind, 0.0)
+        lines.append(f"| {kind} | {b:.1f} | {a:.1f} | {a - b:+.1f} | "
+                     f"{'yes' if BACKBONE_OPS.search(kind) else ''} |")
+    lines += ["", f"{name} adds {extra:.1f} ms a step outside the backbone's ops: "
+                  f"{100 * extra / base_total:.1f} % of {base_name}'s {base_total:.0f} ms "
+                  f"(op time ratio without the backbone's noise: {(base_total + extra) / base_total:.3f})"]
+    return lines

@@ -8,6 +8,7 @@ Prints numbers and writes JSON; asserts nothing (speed is not a test).
   python tools/benchmark.py pipeline --sizes=600,800  # iNaturalist-sized JPEGs
   python tools/benchmark.py recipe --threads=1    # the default job's stage one, real data, per backend
   python tools/benchmark.py step --gpu --out=DIR  # ResNet-50 224x224 bf16 batch 256 (GPU preset)
+  python tools/benchmark.py profile --backends=tensorflow --profile_against=plain  # what LCReg adds, op by op
   python tools/benchmark.py summary --out=DIR     # Markdown table of every step.json under DIR
 
 `step` times, per Keras backend (each in its own process, since Keras fixes
@@ -65,6 +66,9 @@ def main():
     parser.add_argument("--data_format", default="channels_last", choices=["channels_last", "channels_first"],
                         help="the CIFAR ResNet's layer layout (its input and output stay channels last)")
     parser.add_argument("--top", type=int, default=10, help="profile: ops listed per backend")
+    parser.add_argument("--profile_variant", default="lcreg", help="profile: the variant profiled (of --variants' names)")
+    parser.add_argument("--profile_against", default=None,
+                        help="profile: also this variant, and the ops whose time differs (e.g. plain)")
     parser.add_argument("--rounds", type=int, default=2, help="levers: rounds of every setting")
     parser.add_argument("--levers", default=",".join(LEVERS), help="levers: settings, by name")
     parser.add_argument("--images", type=int, default=256, help="pipeline: JPEGs to generate")
@@ -76,6 +80,9 @@ def main():
     parser.add_argument("--gpu", action="store_true", help="ResNet-50 224 bf16 batch 256 preset")
     parser.add_argument("--out", default=None, help="folder for the JSON report")
     args = parser.parse_args()
+    for flag in ("profile_variant", "profile_against"):
+        if getattr(args, flag) not in (None, *VARIANTS):
+            parser.error(f"--{flag}={getattr(args, flag)!r}: choose from {', '.join(VARIANTS)}")
     args.jit = {"auto": "auto", "true": True, "false": False}[str(args.jit).lower()]
     if args.gpu:
         args.backbone, args.image_size, args.batch = "resnet50", 224, 256
