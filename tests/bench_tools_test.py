@@ -220,10 +220,16 @@ def test_chart_with_a_paired_panel(tmp_path):
              "lcreg": [run("seed0", 81.0), run("seed1", 82.5)]}
     study_report.bar_chart(table, str(tmp_path / "one.png"))
     study_report.bar_chart(table, str(tmp_path / "two.png"), baseline="mislas")
+    for runs in table.values():
+        for run in runs:
+            run["ece"] = 5.0
+    study_report.bar_chart(table, str(tmp_path / "three.png"), baseline="mislas")
     from PIL import Image
 
-    one, two = Image.open(tmp_path / "one.png"), Image.open(tmp_path / "two.png")
-    assert two.size[0] > one.size[0] * 1.2  # the paired panel sits beside the bars
+    one, two, three = (Image.open(tmp_path / f"{n}.png") for n in ("one", "two", "three"))
+    # The paired panel (and the ECE panel beside it) sit below the bars.
+    assert two.size[1] > one.size[1] * 1.2 and three.size == two.size
+    assert np.asarray(three.convert("L")).tobytes() != np.asarray(two.convert("L")).tobytes()
 
 
 def test_study_rows_for_the_readings_and_table4():

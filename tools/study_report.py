@@ -169,12 +169,9 @@ def markdown(table, baseline=None):
     for row, runs in table.items():
         cells = []
         for key in keys:
-            values = [run[key] for run in runs if key in run and not math.isnan(run[key])]
-            if not values:
-                cells.append("-")
-                continue
-            mean, half = mean_interval(values)
-            cells.append(f"{mean:.2f} ± {half:.2f}" if len(values) > 1 else f"{mean:.2f}")
+            count = sum(key in run and not math.isnan(run[key]) for run in runs)
+            mean, half = row_interval(runs, key)
+            cells.append("-" if not count else f"{mean:.2f} ± {half:.2f}" if count > 1 else f"{mean:.2f}")
         if paired:
             diff = None if row == baseline else paired_difference(runs, table[baseline])
             cells.append("-" if diff is None else f"{diff[0]:+.2f} ± {diff[1]:.2f} (n={diff[2]})")
@@ -185,7 +182,8 @@ def markdown(table, baseline=None):
 
 
 def bar_chart(table, path, baseline=None):
-    """Split accuracies per row; beside them, each row minus `baseline`, paired by seed."""
+    """Split accuracies per row; beside them, each row minus `baseline` paired by
+    seed, and each row's ECE, when the runs have them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -193,20 +191,24 @@ def bar_chart(table, path, baseline=None):
 
     rows = list(table)
     others = [row for row in rows if row != baseline] if baseline in table else []
-    fig, axes = plt.subplots(1, 2 if others else 1, figsize=(13 if others else 9, 4.2),
-                             gridspec_kw={"width_ratios": [2.2, 1]} if others else None)
-    ax = axes[0] if others else axes
+    with_ece = any("ece" in run for runs in table.values() for run in runs)
+    lower = (["paired"] if others else []) + (["ece"] if with_ece else [])
+    # The accuracy bars across the top; the paired differences and the ECE below them.
+    fig = plt.figure(figsize=(max(9.0, 0.85 * len(rows) + 2), 4.4 + (0.3 * len(rows) + 1.5 if lower else 0)))
+    grid = fig.add_gridspec(2 if lower else 1, max(1, len(lower)),
+                            height_ratios=[4.4, 0.3 * len(rows) + 1.5] if lower else None,
+                            width_ratios=[1.4 if p == "paired" else 1.0 for p in lower] or None)
+    axes = {"accuracy": fig.add_subplot(grid[0, :])}
+    axes.update({p: fig.add_subplot(grid[1, i]) for i, p in enumerate(lower)})
+    ax = axes["accuracy"]
     width = 0.8 / len(COLUMNS)
     lowest = 100.0
     for i, column in enumerate(COLUMNS):
-        stats = []
-        for row in rows:
-            values = [r[column] for r in table[row] if not math.isnan(r[column])]
-            stats.append(mean_interval(values) if values else (float("nan"), 0.0))
+        stats = [row_interval(table[row], column) for row in rows]
         lowest = min([lowest] + [m - h for m, h in stats if not math.isnan(m)])
         ax.bar([x + i * width for x in range(len(rows))], [s[0] for s in stats], width,
                yerr=[s[1] for s in stats], capsize=3, label=column)
-    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(rows))], rows, rotation=20)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(rows))], rows, rotation=30, ha="right")
     # The bars start near the lowest interval, not at 0: the differences matter.
     ax.set_ylim(max(0.0, 10 * math.floor(lowest / 10) - 10), 112)
     ax.set_ylabel("top-1 accuracy (%)")
@@ -215,7 +217,7 @@ def bar_chart(table, path, baseline=None):
     if others:
         diffs = [paired_difference(table[row], table[baseline]) or (float("nan"), 0.0, 0)
                  for row in others]
-        ax = axes[1]
+        ax = axes["paired"]
         ax.errorbar([d[0] for d in diffs], range(len(others)), xerr=[d[1] for d in diffs],
                     fmt="o", capsize=4)
         ax.axvline(0.0, color="grey", lw=1)
@@ -223,7 +225,22 @@ def bar_chart(table, path, baseline=None):
         ax.invert_yaxis()
         ax.set_xlabel(f"overall top-1 minus {baseline}, same seed (points)")
         ax.set_title("paired by seed, 95 % interval")
+    if with_ece:
+        stats = [row_interval(table[row], "ece") for row in rows]
+        ax = axes["ece"]
+        ax.barh(range(len(rows)), [s[0] for s in stats], xerr=[s[1] for s in stats], capsize=3,
+                color="tab:gray")
+        ax.set_yticks(range(len(rows)), rows)
+        ax.invert_yaxis()
+        ax.set_xlabel("ECE (%, 15 bins; lower is better)")
+        ax.set_title("calibration")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     print(f"wrote {path}")
+
+
+def row_interval(runs, key):
+    """Mean and 95 % half-width of `key` over a row's runs that have it (nan without any)."""
+    values = [run[key] for run in runs if key in run and not math.isnan(run[key])]
+    return mean_interval(values) if values else (float("nan"), 0.0)
