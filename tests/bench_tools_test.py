@@ -139,6 +139,19 @@ def test_step_benchmark_reports_every_number(tmp_path):
 
 
 @pytest.mark.slow
+def test_levers_time_each_setting_beside_the_reference(tmp_path):
+    proc = run_tool(["tools/benchmark.py", "levers", "--levers=tf_onednn,jax", "--rounds=1", "--steps=2",
+                     "--batch=8", "--image_size=16", "--repeats=1", "--variants=plain,lcreg", "--threads=1",
+                     f"--out={tmp_path}"])
+    rounds = json.loads((tmp_path / "levers.json").read_text())["rounds"]
+    assert len(rounds) == 1 and set(rounds[0]) == {"reference", "tf_onednn", "jax"}
+    assert min(rounds[0].values()) > 0
+    # The table's ratio is the setting over the reference of the same round.
+    ratio = rounds[0]["jax"] / rounds[0]["reference"]
+    assert f"| jax | {rounds[0]['jax']:.1f} | {ratio:.2f} |" in proc.stdout
+
+
+@pytest.mark.slow
 def test_pipeline_benchmark_reports_both_pipelines(tmp_path):
     run_tool(["tools/benchmark.py", "pipeline", "--images=8", "--batch=4", "--rounds=2",
               "--sizes=460,900", f"--out={tmp_path}"])
