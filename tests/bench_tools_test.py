@@ -51,6 +51,73 @@ def test_mean_interval_is_the_student_t_interval():
         assert study_report.t95(df) == pytest.approx(exact, abs=2e-4)
 
 
+def test_t_quantile_matches_printed_tables_and_monte_carlo():
+    # Printed t tables: 99.5 % at 4 df 4.6041, at 7 df 3.4995; 97.5 % at 1 df 12.7062, at 7 df 2.3646.
+    for p, df, printed in ((0.995, 4, 4.6041), (0.995, 7, 3.4995), (0.975, 1, 12.7062),
+                           (0.975, 7, 2.3646)):
+        assert study_report.t_quantile(p, df) == pytest.approx(printed, abs=1e-4)
+    assert study_report.t_quantile(0.025, 7) == pytest.approx(-2.3646, abs=1e-4)
+    assert study_report.t_quantile(0.975, 10 ** 7) == pytest.approx(1.959964, abs=1e-5)
+    # The Bonferroni point of the confirmation (3 rows, 95 % in all, 8 seeds): its tail against draws.
+    q = study_report.t_quantile(1 - 0.05 / 6, 7)
+    draws = np.random.default_rng(0).standard_t(7, size=2_000_000)
+    tail = np.mean(draws > q)
+    assert abs(tail - 0.05 / 6) < 4 * math.sqrt(0.05 / 6 / 2_000_000)  # 4 binomial standard errors
+    with pytest.raises(ValueError):
+        study_report.t_quantile(1.0, 3)
+
+
+def decision_table():
+    base = [80.0, 81.0, 79.0, 82.0, 80.5, 78.0, 81.5, 79.5]
+    steady = [1.0, 1.2, 0.8, 1.1, 0.9, 1.0, 1.3, 0.7]       # mean 1.0, little spread
+    noisy = [4.0, -1.0, 3.0, -0.5, 2.5, 0.0, 3.0, 1.0]      # mean 1.5, wide spread
+    worse = [-0.4, -0.6, -0.5, -0.3, -0.7, -0.5, -0.4, -0.6]
+    def runs(gains):
+        return [{"seed": f"seed{i}", "overall": b + g} for i, (b, g) in enumerate(zip(base, gains))]
+    return {"mislas": runs([0.0] * 8), "steady": runs(steady), "noisy": runs(noisy),
+            "worse": runs(worse)}, {"steady": steady, "noisy": noisy, "worse": worse}
+
+
+def test_decide_takes_the_largest_gain_whose_corrected_interval_is_above_zero():
+    table, gains = decision_table()
+    decision = study_report.decide(table, "mislas")
+    assert decision["level_each"] == pytest.approx(1 - 0.05 / 3)
+    by_row = {entry["row"]: entry for entry in decision["rows"]}
+    for row, values in gains.items():
+        half = 3.1276 * np.std(values, ddof=1) / math.sqrt(8)   # t at 98.33 %, 7 df
+        assert by_row[row]["mean"] == pytest.approx(np.mean(values))
+        assert by_row[row]["half"] == pytest.approx(half, rel=1e-4)
+    # noisy has the larger mean, but its interval holds 0; worse lies below 0.
+    assert [by_row[r]["above_zero"] for r in ("steady", "noisy", "worse")] == [True, False, False]
+    assert decision["winner"] == "steady"
+    text = study_report.decision_text(decision, "mislas")
+    assert "Chosen: `steady`" in text and "includes 0" in text and "below 0" in text
+    # Without the steady row no interval is above 0: the default stays.
+    del table["steady"]
+    decision = study_report.decide(table, "mislas")
+    assert decision["winner"] is None and decision["level_each"] == pytest.approx(0.975)
+    assert "Chosen: none" in study_report.decision_text(decision, "mislas")
+    with pytest.raises(ValueError):
+        study_report.decide({"mislas": table["mislas"]}, "mislas")
+
+
+def test_study_cli_writes_the_decision(tmp_path):
+    table, _ = decision_table()
+    names = {"mislas": "mislas", "steady": "lcreg_latents_explicit", "noisy": "lcreg_latents"}
+    for row, name in names.items():
+        for run in table[row]:
+            fake_run(tmp_path / name / run["seed"], run["overall"] / 100)
+    run_tool(["tools/ablation_study.py", "--collect_only", "--decide",
+              "--rows=mislas,lcreg_latents,lcreg_latents_explicit", f"--out={tmp_path}",
+              "--name=confirm"])
+    text = (tmp_path / "confirm.md").read_text()
+    assert "Bonferroni over 2 rows, 97.50 % each" in text
+    assert "Chosen: `lcreg_latents_explicit`" in text
+    proc = run_tool(["tools/ablation_study.py", "--collect_only", "--decide", "--rows=lcreg_latents",
+                     f"--out={tmp_path}"], check=False)
+    assert proc.returncode == 2 and "--decide needs" in proc.stderr
+
+
 def fake_run(folder, overall, seconds=60.0, diagnostics=None):
     os.makedirs(folder / "stage1", exist_ok=True)
     split = {"overall": overall, "many": overall + 0.1, "medium": overall, "few": overall - 0.1}

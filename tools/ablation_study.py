@@ -8,6 +8,7 @@ study can be collected over several sittings), then writes a Markdown table
   python tools/ablation_study.py --seeds=0,1,2,3,4 --out=runs/study
   python tools/ablation_study.py --rows=mislas,lcreg --seeds=0 --extra="--epochs=4"
   python tools/ablation_study.py --collect_only --out=runs/study
+  python tools/ablation_study.py --collect_only --decide --rows=mislas,a,b --out=runs/study
   python tools/ablation_study.py --rows=baselines --baseline=ce --out=runs/baselines
   python tools/ablation_study.py --workers=2 --threads=1 ...   # two runs at once
   python tools/ablation_study.py --rows=screening --seeds=0,1,2,3,4 --out=runs/screen
@@ -38,7 +39,7 @@ import threading
 import time
 
 from bench_common import thread_environment
-from study_report import bar_chart, collect, markdown
+from study_report import bar_chart, collect, decide, decision_text, markdown
 from study_rows import DEFAULT_ROWS, REUSES, ROW_GROUPS, ROWS, donor_of, expand_rows
 
 
@@ -207,6 +208,9 @@ def main():
     parser.add_argument("--baseline", default="mislas",
                         help="row to compare every other row with, seed by seed")
     parser.add_argument("--collect_only", action="store_true")
+    parser.add_argument("--decide", action="store_true",
+                        help="apply the default-choosing rule (study_report.decide): every row but "
+                             "--baseline is a candidate, paired intervals Bonferroni-corrected")
     parser.add_argument("--name", default="study", help="the table is OUT/NAME.md, the chart OUT/NAME.png")
     parser.add_argument("--chart", default=None, help="bar chart PNG (default: OUT/NAME.png)")
     args = parser.parse_args()
@@ -228,6 +232,10 @@ def main():
         print("no finished runs yet")
         return
     text = markdown(table, args.baseline)
+    if args.decide:
+        if args.baseline not in table or len(table) < 2:
+            parser.error(f"--decide needs finished runs of --baseline={args.baseline} and another row")
+        text += "\n\n" + decision_text(decide(table, args.baseline), args.baseline)
     print(text)
     with open(os.path.join(args.out, f"{args.name}.md"), "w") as f:
         f.write(text + "\n")

@@ -18,22 +18,68 @@ COLUMNS = ("overall", "many", "medium", "few")
 DIAGNOSTICS = ("latents_in_use", "top_latent_share", "saturated_fraction")
 # Each auxiliary term's share of Eq. 7's loss: (log key, loss term, weight flag).
 SHARES = (("share_aug", "loss_aug", "alpha"), ("share_recon", "loss_recon", "beta"))
-# Two-sided 95 % Student t quantiles (the 97.5 % point) by degrees of freedom.
-T95 = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 5: 2.5706, 6: 2.4469, 7: 2.3646,
-       8: 2.3060, 9: 2.2622}
+
+
+def t_cdf(t, df):
+    """P(T <= t) for Student's t with `df` degrees of freedom.
+
+    Through the regularised incomplete beta function:
+    P(|T| > t) = I_x(df / 2, 1 / 2) with x = df / (df + t^2).
+    """
+    tail = 0.5 * _incomplete_beta(df / (df + t * t), df / 2, 0.5)
+    return 1 - tail if t >= 0 else tail
+
+
+def t_quantile(p, df):
+    """The `p` quantile of Student's t (bisection on `t_cdf`, to 1e-10)."""
+    if not 0 < p < 1:
+        raise ValueError(f"p must lie in (0, 1), got {p}")
+    if p < 0.5:
+        return -t_quantile(1 - p, df)
+    low, high = 0.0, 1.0
+    while t_cdf(high, df) < p:
+        low, high = high, 2 * high
+    while high - low > 1e-10 * max(1.0, high):
+        middle = (low + high) / 2
+        low, high = (middle, high) if t_cdf(middle, df) < p else (low, middle)
+    return (low + high) / 2
 
 
 def t95(df):
-    """97.5 % point of Student's t; beyond the table, the Cornish-Fisher series.
+    """97.5 % point of Student's t: the half-width factor of a 95 % interval."""
+    return t_quantile(0.975, df)
 
-    Four terms are within 2e-4 of the exact value from 10 degrees
-    of freedom on.
+
+def _incomplete_beta(x, a, b):
+    """Regularised incomplete beta I_x(a, b), by its continued fraction (modified Lentz).
+
+    The fraction converges fast for x < (a + 1) / (a + b + 2); above that the
+    symmetry I_x(a, b) = 1 - I_{1-x}(b, a) brings x below it.
     """
-    if df in T95:
-        return T95[df]
-    z = 1.959964
-    return (z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
-            + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * df ** 3))
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1 - _incomplete_beta(1 - x, b, a)
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                 + a * math.log(x) + b * math.log1p(-x))
+    tiny = 1e-300
+    c, d = 1.0, 1 - (a + b) * x / (a + 1)
+    d = 1 / (d if abs(d) > tiny else tiny)
+    fraction = d
+    for m in range(1, 500):
+        # The even step, then the odd step, of the fraction's terms.
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1 + numerator * d
+            d = 1 / (d if abs(d) > tiny else tiny)
+            c = 1 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            fraction *= c * d
+        if abs(c * d - 1) < 1e-15:
+            break
+    return math.exp(log_front) * fraction / a
 
 
 def mean_interval(values):
@@ -84,12 +130,63 @@ def paired_difference(runs, baseline_runs, key="overall"):
     return mean_interval(differences) + (len(differences),)
 
 
-def paired_sd(runs, baseline_runs, key="overall"):
-    """Standard deviation of the paired differences (None under 2)."""
-    differences = paired_differences(runs, baseline_runs, key)
-    if len(differences) < 2:
-        return None
-    return sample_sd(differences)
+def decide(table, baseline, level=0.95, key="overall"):
+    """The rule that picks a default from a study, fixed before its runs finish.
+
+    Each row other than `baseline` is a candidate. Its paired difference to
+    `baseline` gets a Bonferroni-corrected t-interval: with k candidates, each
+    interval has level 1 - (1 - level) / k, so all k hold together at `level`.
+    The winner is the candidate with the largest mean difference among those
+    whose interval lies above 0; None when no interval does.
+
+    Returns {"level_each", "rows": [{"row", "mean", "half", "n", "t", "sd",
+    "seeds_needed", "above_zero"}], "winner"}.
+    """
+    candidates = [row for row in table if row != baseline]
+    if baseline not in table or not candidates:
+        raise ValueError(f"decide needs {baseline!r} and at least one other row in the table")
+    level_each = 1 - (1 - level) / len(candidates)
+    rows = []
+    for row in candidates:
+        differences = paired_differences(table[row], table[baseline], key)
+        n = len(differences)
+        entry = {"row": row, "n": n, "mean": math.nan, "half": math.inf, "t": math.nan,
+                 "sd": math.nan, "seeds_needed": None, "above_zero": False}
+        if n:
+            entry["mean"] = sum(differences) / n
+        if n >= 2:
+            entry["sd"] = sample_sd(differences)
+            entry["t"] = t_quantile(1 - (1 - level_each) / 2, n - 1)
+            entry["half"] = entry["t"] * entry["sd"] / math.sqrt(n)
+            entry["seeds_needed"] = seeds_needed(entry["sd"])
+            entry["above_zero"] = entry["mean"] - entry["half"] > 0
+        rows.append(entry)
+    above = [entry for entry in rows if entry["above_zero"]]
+    winner = max(above, key=lambda entry: entry["mean"])["row"] if above else None
+    return {"level_each": level_each, "rows": rows, "winner": winner}
+
+
+def decision_text(decision, baseline, key="overall"):
+    """`decide`'s result as Markdown: one line per candidate, then the choice."""
+    k = len(decision["rows"])
+    lines = [f"Decision rule: {key} top-1 minus `{baseline}`, paired by seed; Bonferroni over "
+             f"{k} row{'s' if k > 1 else ''}, {100 * decision['level_each']:.2f} % each.", ""]
+    for entry in decision["rows"]:
+        if entry["n"] < 2:
+            lines.append(f"- `{entry['row']}`: {entry['n']} paired seed(s), no interval")
+            continue
+        low, high = entry["mean"] - entry["half"], entry["mean"] + entry["half"]
+        verdict = "above 0" if entry["above_zero"] else "includes 0" if low <= 0 <= high else "below 0"
+        lines.append(f"- `{entry['row']}`: {entry['mean']:+.2f} ± {entry['half']:.2f} "
+                     f"(t = {entry['t']:.3f} at {entry['n'] - 1} df, n = {entry['n']}), "
+                     f"[{low:+.2f}, {high:+.2f}], {verdict}; sd {entry['sd']:.2f}, "
+                     f"{entry['seeds_needed']} seeds would find 0.5 with 80 % power")
+    lines.append("")
+    if decision["winner"]:
+        lines.append(f"Chosen: `{decision['winner']}`, the largest mean gain among the rows above 0.")
+    else:
+        lines.append("Chosen: none. No row's corrected interval lies above 0, so the default stays.")
+    return "\n".join(lines)
 
 
 def history_rows(path):
@@ -173,10 +270,10 @@ def markdown(table, baseline=None):
             mean, half = row_interval(runs, key)
             cells.append("-" if not count else f"{mean:.2f} ± {half:.2f}" if count > 1 else f"{mean:.2f}")
         if paired:
-            diff = None if row == baseline else paired_difference(runs, table[baseline])
-            cells.append("-" if diff is None else f"{diff[0]:+.2f} ± {diff[1]:.2f} (n={diff[2]})")
-            sd = None if row == baseline else paired_sd(runs, table[baseline])
-            cells.append("-" if sd is None else str(seeds_needed(sd)))
+            differences = [] if row == baseline else paired_differences(runs, table[baseline])
+            mean, half = mean_interval(differences) if differences else (None, None)
+            cells.append("-" if mean is None else f"{mean:+.2f} ± {half:.2f} (n={len(differences)})")
+            cells.append(str(seeds_needed(sample_sd(differences))) if len(differences) > 1 else "-")
         lines.append(f"| {row} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
