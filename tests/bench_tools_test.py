@@ -229,6 +229,14 @@ def test_pipeline_benchmark_reports_both_pipelines(tmp_path):
         assert set(row) == names | {n + "_per_cpu_s" for n in names} and min(row.values()) > 0
 
 
+def test_backends_flag_is_checked_before_any_run():
+    import bench_common
+    assert bench_common.backends("tensorflow,,jax") == ["tensorflow", "jax"]
+    assert bench_common.backends("none") == []
+    proc = run_tool(["tools/benchmark.py", "step", "--backends=tensorflow,jaxx"], check=False)
+    assert proc.returncode == 2 and "unknown backend jaxx" in proc.stderr
+
+
 def test_profile_difference_leaves_the_backbone_ops_out():
     import bench_profile
 

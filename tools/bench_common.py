@@ -5,6 +5,7 @@ by `child` as `benchmark.py _WORKER ...` with its thread pools sized by
 `thread_environment`; it prints one JSON line, which `child` returns.
 """
 
+import argparse
 import json
 import os
 import platform
@@ -84,6 +85,26 @@ def child(argv, backend=None, threads=None, onednn="1", xla_flags="", env_overri
     if proc.returncode != 0:
         return {"error": f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+KERAS_BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def backends(text):
+    """`--backends`' comma-separated value as a list; "none" (or nothing) is no backend.
+
+    An argparse type: an unknown name is refused at parse time, before any run.
+    """
+    names = [name for name in text.split(",") if name and name != "none"]
+    unknown = [name for name in names if name not in KERAS_BACKENDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown backend {', '.join(unknown)}; of: {', '.join(KERAS_BACKENDS)}, none")
+    return names
+
+
+def new_report(args):
+    """A benchmark's JSON report before its runs: the machine, the settings, no backend yet."""
+    return {"machine": machine(), "settings": vars(args).copy(), "backends": {}}
 
 
 def machine():

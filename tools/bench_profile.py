@@ -16,7 +16,7 @@ import re
 # Op kinds whose work the backbone sets alone (the same in every variant).
 BACKBONE_OPS = re.compile(r"conv|batch_?norm", re.IGNORECASE)
 
-from bench_common import child, machine, write
+from bench_common import child, new_report, write
 from bench_step import keras_model, mixed_batches
 
 
@@ -101,9 +101,9 @@ def xplane_op_times(folder):
 def run_profile(args, passthrough):
     """Prints, per backend, the top ops of the step by self time (Markdown), and the
     differences with `--profile_against`'s step when asked."""
-    report = {"machine": machine(), "settings": vars(args).copy(), "backends": {}}
+    report = new_report(args)
     lines = []
-    for backend in [b for b in args.backends.split(",") if b and b != "none"]:
+    for backend in args.backends:
         result = child(["_profile"] + passthrough, backend, args.threads, args.onednn)
         report["backends"][backend] = result
         lines += [f"\n{backend}, {args.profile_variant}: {result.get('total_ms_per_step', float('nan')):.0f} ms of op self time a step"

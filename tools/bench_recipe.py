@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from bench_common import ROOT, machine, thread_environment, write
+from bench_common import ROOT, new_report, thread_environment, write
 
 
 def run_recipe(args):
@@ -19,8 +19,8 @@ def run_recipe(args):
     import tempfile
 
     line = re.compile(r"^(\d+)/(\d+) - (\d+(?:\.\d+)?)(ms|s) - ")
-    report = {"machine": machine(), "settings": vars(args).copy(), "backends": {}}
-    for backend in [b for b in args.backends.split(",") if b and b != "none"]:
+    report = new_report(args)
+    for backend in args.backends:
         with tempfile.TemporaryDirectory(prefix="lcreg-recipe-") as folder:
             env = thread_environment(args.threads)
             env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from bench_common import best_of, child, machine, peak_rss_mb, write
+from bench_common import best_of, child, machine, new_report, peak_rss_mb, write
 
 # `levers`: each setting is (name, backend, extra flags), run in this order
 # beside the PyTorch reference, in every round. The TensorFlow rows add one
@@ -127,8 +127,8 @@ def keras_model(args, variant):
 
 
 def run_step(args, passthrough):
-    report = {"machine": machine(), "settings": vars(args).copy(), "backends": {}}
-    for backend in [b for b in args.backends.split(",") if b and b != "none"]:
+    report = new_report(args)
+    for backend in args.backends:
         print(f"backend {backend}:", flush=True)
         report["backends"][backend] = child(["_keras_step"] + passthrough, backend, args.threads, args.onednn)
     if args.reference:

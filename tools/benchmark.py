@@ -29,6 +29,7 @@ processes they share.
 import argparse
 import sys
 
+from bench_common import backends
 from bench_pipeline import run_pipeline
 from bench_profile import profile_worker, run_profile
 from bench_recipe import run_recipe
@@ -41,7 +42,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["step", "profile", "levers", "pipeline", "recipe", "summary",
                                          "_keras_step", "_torch_step", "_profile"])
-    parser.add_argument("--backends", default="tensorflow,jax,torch")
+    parser.add_argument("--backends", type=backends, default="tensorflow,jax,torch",
+                        help="comma-separated, of: tensorflow, jax, torch; none for no Keras run")
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                         help=f"of: {', '.join(VARIANTS)}")
     parser.add_argument("--backbone", default="resnet32")
