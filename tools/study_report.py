@@ -82,13 +82,13 @@ def _incomplete_beta(x, a, b):
     return math.exp(log_front) * fraction / a
 
 
-def mean_interval(values):
-    """Mean and half-width of the 95 % t-interval (0 for one value)."""
+def mean_interval(values, level=0.95):
+    """Mean and half-width of the two-sided t-interval at `level` (0 for one value)."""
     n = len(values)
     mean = sum(values) / n
     if n < 2:
         return mean, 0.0
-    return mean, t95(n - 1) * sample_sd(values) / math.sqrt(n)
+    return mean, t_quantile(1 - (1 - level) / 2, n - 1) * sample_sd(values) / math.sqrt(n)
 
 
 def sample_sd(values):
@@ -155,9 +155,9 @@ def decide(table, baseline, level=0.95, key="overall"):
         if n:
             entry["mean"] = sum(differences) / n
         if n >= 2:
+            entry["mean"], entry["half"] = mean_interval(differences, level_each)
             entry["sd"] = sample_sd(differences)
-            entry["t"] = t_quantile(1 - (1 - level_each) / 2, n - 1)
-            entry["half"] = entry["t"] * entry["sd"] / math.sqrt(n)
+            entry["t"] = t_quantile(1 - (1 - level_each) / 2, n - 1)  # for the text
             entry["seeds_needed"] = seeds_needed(entry["sd"])
             entry["above_zero"] = entry["mean"] - entry["half"] > 0
         rows.append(entry)
